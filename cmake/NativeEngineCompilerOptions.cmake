@@ -1,0 +1,44 @@
+# Warnings, sanitizers and per-ISA flags shared by every native target.
+
+# ne_set_warnings(<target>): the project's warning set, as errors when NE_WARNINGS_AS_ERRORS is on.
+function(ne_set_warnings target)
+  if(MSVC)
+    target_compile_options(${target} PRIVATE /W4 $<$<BOOL:${NE_WARNINGS_AS_ERRORS}>:/WX>)
+  else()
+    target_compile_options(${target} PRIVATE
+      $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
+                                -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough>
+      $<$<BOOL:${NE_WARNINGS_AS_ERRORS}>:-Werror>)
+  endif()
+endfunction()
+
+# ne_enable_sanitizers(<target>): compile and link with NE_SANITIZE (e.g. "address,undefined").
+function(ne_enable_sanitizers target)
+  if(NE_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=${NE_SANITIZE} -fno-omit-frame-pointer
+                                             -fno-sanitize-recover=all)
+    target_link_options(${target} PRIVATE -fsanitize=${NE_SANITIZE})
+  endif()
+endfunction()
+
+# ne_set_isa_flags(<sources>...): SIMD kernels live in translation units named *_avx2.cpp and
+# *_avx512.cpp; only those are compiled for the instruction set in their name, and the library
+# calls them after checking the CPU at run time. Everything else stays baseline x86-64.
+function(ne_set_isa_flags)
+  foreach(source IN LISTS ARGN)
+    if(source MATCHES "_avx512\\.cpp$")
+      if(MSVC)
+        set_source_files_properties(${source} PROPERTIES COMPILE_OPTIONS "/arch:AVX512")
+      else()
+        set_source_files_properties(${source} PROPERTIES COMPILE_OPTIONS
+          "-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl;-mavx512vnni;-mavx2;-mfma;-mf16c")
+      endif()
+    elseif(source MATCHES "_avx2\\.cpp$")
+      if(MSVC)
+        set_source_files_properties(${source} PROPERTIES COMPILE_OPTIONS "/arch:AVX2")
+      else()
+        set_source_files_properties(${source} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
+      endif()
+    endif()
+  endforeach()
+endfunction()

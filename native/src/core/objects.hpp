@@ -1,0 +1,95 @@
+// The objects behind the opaque handles of the C ABI.
+//
+// Ownership: a context starts with one reference, its owner's. Every allocation holds one
+// reference to its context and every tensor handle one reference to its allocation, so a
+// context lives until its owner destroyed it and its last tensor is gone. After the owner's
+// destroy, the handle is refused by every entry point even while tensors keep it alive.
+#pragma once
+
+#include "dtype.hpp"
+#include "nativeengine.h"
+#include "thread_pool.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace ne {
+
+// Tags that tell a live object of the right type from a stale or foreign pointer.
+constexpr uint64_t kContextMagic = 0x4e45434f4e545854ull;  // "NECONTXT"
+constexpr uint64_t kTensorMagic = 0x4e4554454e534f52ull;   // "NETENSOR"
+constexpr uint64_t kDeadMagic = 0xdeaddeaddeaddeadull;
+
+// Live counts of one context, or of the whole library.
+struct MemoryCounters {
+    std::atomic<int64_t> contexts{0};
+    std::atomic<int64_t> tensors{0};
+    std::atomic<int64_t> allocations{0};
+    std::atomic<int64_t> bytes{0};
+    std::atomic<int64_t> peak_bytes{0};
+
+    void on_allocate(int64_t size);
+    void on_free(int64_t size);
+    ne_memory_stats snapshot() const;
+};
+
+MemoryCounters& global_counters();
+
+struct Allocation;
+
+}  // namespace ne
+
+struct ne_context {
+    uint64_t magic = ne::kContextMagic;
+    std::atomic<int64_t> references{1};
+    std::atomic<bool> destroyed_by_owner{false};
+
+    ne_backend backend = NE_BACKEND_CPU;
+    int32_t device_index = 0;
+    int32_t num_threads = 1;
+    ne_simd_level simd_level = NE_SIMD_LEVEL_SCALAR;
+    std::string device_name;
+    std::unique_ptr<ne::ThreadPool> pool;
+    ne::MemoryCounters counters;
+};
+
+struct ne_tensor {
+    uint64_t magic = ne::kTensorMagic;
+    ne::Allocation* allocation = nullptr;
+    ne_dtype dtype = NE_DTYPE_F32;
+    int32_t rank = 0;
+    int64_t shape[NE_MAX_RANK] = {};
+    int64_t strides[NE_MAX_RANK] = {};
+    int64_t offset = 0;
+    int64_t element_count = 1;
+};
+
+namespace ne {
+
+struct Allocation {
+    ne_context* context;
+    void* data;
+    int64_t bytes;
+    std::atomic<int64_t> references{1};
+};
+
+void retain(ne_context* context);
+void release(ne_context* context);
+
+// Allocates zero-filled memory of the context's backend. Throws ne::Error.
+Allocation* allocate(ne_context* context, int64_t bytes);
+void retain(Allocation* allocation);
+void release(Allocation* allocation);
+
+inline ne_context* context_of(const ne_tensor& tensor) { return tensor.allocation->context; }
+
+// Address of element 0 of the tensor.
+template <class T>
+T* data_of(const ne_tensor& tensor) {
+    char* base = static_cast<char*>(tensor.allocation->data);
+    return reinterpret_cast<T*>(base + tensor.offset * dtype_size(tensor.dtype));
+}
+
+}  // namespace ne

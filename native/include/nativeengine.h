@@ -42,169 +42,196 @@
 extern "C" {
 #endif
 
-/* ABI version: incremented on any change that breaks binary compatibility. */
+/** ABI version: incremented on any change that breaks binary compatibility. */
 enum { NE_ABI_VERSION = 1 };
 
-/* Largest tensor rank. */
+/** Largest tensor rank. */
 enum { NE_MAX_RANK = 8 };
 
 /* ------------------------------------------------------------------------------------------ */
 /* Status and errors                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
+/** Result of every call. */
 typedef enum ne_status {
+    /** Success. */
     NE_STATUS_OK = 0,
-    /* A value is out of its allowed range (a non-positive size, an unknown enum value). */
+    /** A value is out of its allowed range (a non-positive size, an unknown enum value). */
     NE_STATUS_INVALID_ARGUMENT = 1,
-    /* A required pointer or handle is NULL. */
+    /** A required pointer or handle is NULL. */
     NE_STATUS_NULL_POINTER = 2,
-    /* Tensor shapes or ranks disagree with each other or with what the operation needs. */
+    /** Tensor shapes or ranks disagree with each other or with what the operation needs. */
     NE_STATUS_SHAPE_MISMATCH = 3,
-    /* A tensor has the wrong element type. */
+    /** A tensor has the wrong element type. */
     NE_STATUS_DTYPE_MISMATCH = 4,
-    /* A tensor belongs to another context than the one the operation runs on. */
+    /** A tensor belongs to another context than the one the operation runs on. */
     NE_STATUS_CONTEXT_MISMATCH = 5,
-    /* A size computation overflows (element count, byte count, accumulator range). */
+    /** A size computation overflows (element count, byte count, accumulator range). */
     NE_STATUS_OVERFLOW = 6,
-    /* Memory could not be allocated. */
+    /** Memory could not be allocated. */
     NE_STATUS_OUT_OF_MEMORY = 7,
-    /* A valid request that this backend or build does not support (dtype, layout, option). */
+    /** A valid request that this backend or build does not support (dtype, layout, option). */
     NE_STATUS_UNSUPPORTED = 8,
-    /* The backend is not compiled into this library, or its driver or device is missing. */
+    /** The backend is not compiled into this library, or its driver or device is missing. */
     NE_STATUS_BACKEND_UNAVAILABLE = 9,
-    /* The device runtime reported an error. */
+    /** The device runtime reported an error. */
     NE_STATUS_DEVICE_ERROR = 10,
-    /* A struct_size field does not match any version of the struct this library knows. */
+    /** A struct_size field does not match any version of the struct this library knows. */
     NE_STATUS_VERSION_MISMATCH = 11,
-    /* A handle is not a live object of the expected type (destroyed, or another kind). */
+    /** A handle is not a live object of the expected type (destroyed, or another kind). */
     NE_STATUS_INVALID_HANDLE = 12,
-    /* A bug in NativeEngine: an unexpected internal failure. Please report it. */
+    /** A bug in NativeEngine: an unexpected internal failure. Please report it. */
     NE_STATUS_INTERNAL_ERROR = 13,
     NE_STATUS_MAX_ENUM = 0x7fffffff
 } ne_status;
 
-/* The ABI version of the loaded library (NE_ABI_VERSION it was built with). */
+/** The ABI version of the loaded library (NE_ABI_VERSION it was built with). */
 NE_API uint32_t ne_abi_version(void);
 
-/* The message of the last failing call on this thread ("" if none). Owned by the library. */
+/** The message of the last failing call on this thread ("" if none). Owned by the library. */
 NE_API const char* ne_last_error(void);
 
-/* A static name for a status code, such as "NE_STATUS_SHAPE_MISMATCH". */
+/** A static name for a status code, such as "NE_STATUS_SHAPE_MISMATCH". */
 NE_API const char* ne_status_string(ne_status status);
 
 /* ------------------------------------------------------------------------------------------ */
 /* System and contexts                                                                         */
 /* ------------------------------------------------------------------------------------------ */
 
+/** Where a context runs its kernels and keeps its memory. */
 typedef enum ne_backend {
+    /** Host memory and the CPU kernels. */
     NE_BACKEND_CPU = 0,
+    /** Device memory and the CUDA kernels (libnativeengine_cuda only). */
     NE_BACKEND_CUDA = 1,
     NE_BACKEND_MAX_ENUM = 0x7fffffff
 } ne_backend;
 
-/* SIMD instruction sets of the CPU kernels. AUTO picks the best this CPU supports; SCALAR runs
+/** SIMD instruction sets of the CPU kernels. AUTO picks the best this CPU supports; SCALAR runs
  * the plain reference kernels on one thread. AVX512 means AVX-512 F/BW/DQ/VL plus VNNI. */
 typedef enum ne_simd_level {
+    /** The best level this CPU supports. */
     NE_SIMD_LEVEL_AUTO = 0,
+    /** The scalar reference kernels, on one thread. */
     NE_SIMD_LEVEL_SCALAR = 1,
+    /** AVX2 with FMA and F16C. */
     NE_SIMD_LEVEL_AVX2 = 2,
+    /** AVX-512 F/BW/DQ/VL with VNNI. */
     NE_SIMD_LEVEL_AVX512 = 3,
     NE_SIMD_LEVEL_MAX_ENUM = 0x7fffffff
 } ne_simd_level;
 
+/** What this library and machine offer (ne_get_system_info). */
 typedef struct ne_system_info {
     uint32_t struct_size;
-    /* Best SIMD level this CPU and this build support. */
+    /** Best SIMD level this CPU and this build support. */
     ne_simd_level best_simd_level;
-    /* Logical processors available to this process. */
+    /** Logical processors available to this process. */
     int32_t hardware_threads;
-    /* 1 if this library was built with the CUDA backend. */
+    /** 1 if this library was built with the CUDA backend. */
     int32_t cuda_compiled;
-    /* CUDA devices visible (0 without a driver or without the CUDA backend). */
+    /** CUDA devices visible (0 without a driver or without the CUDA backend). */
     int32_t cuda_device_count;
-    /* Library version, "major.minor.patch". */
+    /** Library version, "major.minor.patch". */
     char version[32];
 } ne_system_info;
 
+/** Describes this library build and machine. */
 NE_API ne_status ne_get_system_info(ne_system_info* out_info);
 
+/** Options of ne_context_create. */
 typedef struct ne_context_options {
     uint32_t struct_size;
+    /** Backend of the context. */
     ne_backend backend;
-    /* Device ordinal for CUDA; must be 0 for the CPU. */
+    /** Device ordinal for CUDA; must be 0 for the CPU. */
     int32_t device_index;
-    /* CPU threads the kernels use, the calling thread included; 0 = hardware_threads. */
+    /** CPU threads the kernels use, the calling thread included; 0 = hardware_threads. */
     int32_t num_threads;
-    /* SIMD level of the CPU kernels; a level this CPU lacks is refused (NE_STATUS_UNSUPPORTED). */
+    /** SIMD level of the CPU kernels; a level this CPU lacks is refused (NE_STATUS_UNSUPPORTED). */
     ne_simd_level simd_level;
 } ne_context_options;
 
+/** A backend instance that owns memory, threads (and on CUDA, a stream and library handles). */
 typedef struct ne_context ne_context;
 
-/* Creates a context. Ownership: the caller owns *out_context and releases it with
+/** Creates a context. Ownership: the caller owns *out_context and releases it with
  * ne_context_destroy; tensors created from it keep it alive until they are destroyed. */
 NE_API ne_status ne_context_create(const ne_context_options* options, ne_context** out_context);
 
-/* Releases the caller's reference. NULL is accepted and does nothing. */
+/** Releases the caller's reference. NULL is accepted and does nothing. */
 NE_API ne_status ne_context_destroy(ne_context* context);
 
+/** What a context runs on (ne_context_get_info). */
 typedef struct ne_context_info {
     uint32_t struct_size;
+    /** Backend of the context. */
     ne_backend backend;
+    /** Device ordinal (0 on the CPU). */
     int32_t device_index;
+    /** CPU threads the kernels use. */
     int32_t num_threads;
-    /* SIMD level the CPU kernels of this context use (never AUTO). */
+    /** SIMD level the CPU kernels of this context use (never AUTO). */
     ne_simd_level simd_level;
-    /* Human-readable device name: the CPU model, or the CUDA device name. */
+    /** Human-readable device name: the CPU model, or the CUDA device name. */
     char device_name[128];
 } ne_context_info;
 
+/** Describes a context. */
 NE_API ne_status ne_context_get_info(const ne_context* context, ne_context_info* out_info);
 
-/* Waits until all work queued on the context has finished (a no-op on the CPU backend). */
+/** Waits until all work queued on the context has finished (a no-op on the CPU backend). */
 NE_API ne_status ne_context_synchronize(ne_context* context);
 
+/** Live object counts, for leak checks and memory reporting. */
 typedef struct ne_memory_stats {
     uint32_t struct_size;
-    /* Contexts not yet fully released (library-wide statistics only; 0 for a context). */
+    /** Contexts not yet fully released (library-wide statistics only; 0 for a context). */
     int64_t live_contexts;
-    /* Tensor handles, views included, not yet destroyed. */
+    /** Tensor handles, views included, not yet destroyed. */
     int64_t live_tensors;
-    /* Memory allocations not yet freed, and their total size. */
+    /** Memory allocations not yet freed, and their total size. */
     int64_t live_allocations;
     int64_t live_bytes;
-    /* Largest live_bytes seen. */
+    /** Largest live_bytes seen. */
     int64_t peak_bytes;
 } ne_memory_stats;
 
-/* Library-wide live object counts. */
+/** Library-wide live object counts. */
 NE_API ne_status ne_get_memory_stats(ne_memory_stats* out_stats);
 
-/* Live object counts of one context. */
+/** Live object counts of one context. */
 NE_API ne_status ne_context_get_memory_stats(const ne_context* context, ne_memory_stats* out_stats);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tensors                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
+/** Element types. */
 typedef enum ne_dtype {
+    /** IEEE binary32. */
     NE_DTYPE_F32 = 0,
+    /** IEEE binary16. */
     NE_DTYPE_F16 = 1,
+    /** bfloat16: the upper half of a binary32. */
     NE_DTYPE_BF16 = 2,
+    /** Signed 8-bit integer. */
     NE_DTYPE_I8 = 3,
+    /** Signed 32-bit integer. */
     NE_DTYPE_I32 = 4,
     NE_DTYPE_MAX_ENUM = 0x7fffffff
 } ne_dtype;
 
+/** A typed, shaped view of memory owned by a context. */
 typedef struct ne_tensor ne_tensor;
 
-/* Allocates a zero-filled, contiguous (row-major) tensor in the context's memory. rank is
+/** Allocates a zero-filled, contiguous (row-major) tensor in the context's memory. rank is
  * 0..NE_MAX_RANK and every dimension is positive; shape may be NULL when rank is 0 (a scalar).
  * Ownership: the caller owns *out_tensor and releases it with ne_tensor_destroy. */
 NE_API ne_status ne_tensor_create(ne_context* context, ne_dtype dtype, int32_t rank,
                                   const int64_t* shape, ne_tensor** out_tensor);
 
-/* Creates a view of base's memory: element (i0, i1, ...) of the view is element
+/** Creates a view of base's memory: element (i0, i1, ...) of the view is element
  * offset + i0*strides[0] + i1*strides[1] + ... of base's allocation, counted in elements of
  * base's dtype. strides NULL means contiguous. Strides are non-negative and every reachable
  * element must lie inside the allocation. Ownership: the caller owns *out_view (released with
@@ -213,36 +240,42 @@ NE_API ne_status ne_tensor_view(const ne_tensor* base, int64_t offset, int32_t r
                                 const int64_t* shape, const int64_t* strides,
                                 ne_tensor** out_view);
 
-/* Releases a tensor handle. NULL is accepted and does nothing. */
+/** Releases a tensor handle. NULL is accepted and does nothing. */
 NE_API ne_status ne_tensor_destroy(ne_tensor* tensor);
 
+/** Layout of a tensor (ne_tensor_get_info). */
 typedef struct ne_tensor_info {
     uint32_t struct_size;
+    /** Element type. */
     ne_dtype dtype;
+    /** Number of dimensions, 0..NE_MAX_RANK. */
     int32_t rank;
-    /* 1 if the elements are laid out row-major without gaps. */
+    /** 1 if the elements are laid out row-major without gaps. */
     int32_t is_contiguous;
+    /** Dimensions; entries at and beyond rank are 0. */
     int64_t shape[NE_MAX_RANK];
-    /* In elements; entries at and beyond rank are 0. */
+    /** Strides in elements; entries at and beyond rank are 0. */
     int64_t strides[NE_MAX_RANK];
-    /* Offset of element 0 in the allocation, in elements. */
+    /** Offset of element 0 in the allocation, in elements. */
     int64_t offset;
+    /** Product of the dimensions (1 for a scalar). */
     int64_t element_count;
 } ne_tensor_info;
 
+/** Describes a tensor's layout. */
 NE_API ne_status ne_tensor_get_info(const ne_tensor* tensor, ne_tensor_info* out_info);
 
-/* Copies host memory into a contiguous tensor; size_bytes must equal the tensor's byte size. */
+/** Copies host memory into a contiguous tensor; size_bytes must equal the tensor's byte size. */
 NE_API ne_status ne_tensor_write(ne_tensor* tensor, const void* source, uint64_t size_bytes);
 
-/* Copies a contiguous tensor into host memory; size_bytes must equal the tensor's byte size. */
+/** Copies a contiguous tensor into host memory; size_bytes must equal the tensor's byte size. */
 NE_API ne_status ne_tensor_read(const ne_tensor* tensor, void* destination, uint64_t size_bytes);
 
-/* Copies elements between tensors of the same shape and dtype, any strides, any contexts.
+/** Copies elements between tensors of the same shape and dtype, any strides, any contexts.
  * destination and source must not overlap. */
 NE_API ne_status ne_tensor_copy(ne_tensor* destination, const ne_tensor* source);
 
-/* Sets every element to value, converted to the tensor's dtype (integers: rounded to nearest,
+/** Sets every element to value, converted to the tensor's dtype (integers: rounded to nearest,
  * must be representable). */
 NE_API ne_status ne_tensor_fill(ne_tensor* tensor, double value);
 
@@ -261,15 +294,16 @@ NE_API ne_status ne_tensor_fill(ne_tensor* tensor, double value);
  *           dgamma, dbeta (sums over rows).
  */
 
+/** Parameters of the normalization kernels. */
 typedef struct ne_norm_params {
     uint32_t struct_size;
-    /* Added to the variance (mean square for RMSNorm); finite and > 0. */
+    /** Added to the variance (mean square for RMSNorm); finite and > 0. */
     float epsilon;
-    /* Backward only: 1 adds into dgamma and dbeta, 0 overwrites them. */
+    /** Backward only: 1 adds into dgamma and dbeta, 0 overwrites them. */
     int32_t accumulate;
 } ne_norm_params;
 
-/*
+/**
  * x [N,C]; residual [N,C] or NULL; gamma [C]; beta [C] or NULL (no shift);
  * y [N,C]; sum [N,C] or NULL (receives s = x + residual, for the next residual connection);
  * mean [N] and rstd [N]: both set or both NULL (statistics for the backward pass).
@@ -281,7 +315,7 @@ NE_API ne_status ne_layernorm_forward(ne_context* context, const ne_norm_params*
                                       ne_tensor* y, ne_tensor* sum, ne_tensor* mean,
                                       ne_tensor* rstd);
 
-/*
+/**
  * dy [N,C]; ds [N,C] or NULL; s [N,C] (the normalized input: sum, or x without a residual);
  * gamma [C]; mean [N], rstd [N] from the forward pass;
  * dx [N,C] (may be the same tensor as dy or ds); dgamma [C] or NULL; dbeta [C] or NULL.
@@ -293,13 +327,13 @@ NE_API ne_status ne_layernorm_backward(ne_context* context, const ne_norm_params
                                        const ne_tensor* mean, const ne_tensor* rstd,
                                        ne_tensor* dx, ne_tensor* dgamma, ne_tensor* dbeta);
 
-/* As ne_layernorm_forward without mean and beta. */
+/** As ne_layernorm_forward without mean and beta. */
 NE_API ne_status ne_rmsnorm_forward(ne_context* context, const ne_norm_params* params,
                                     const ne_tensor* x, const ne_tensor* residual,
                                     const ne_tensor* gamma, ne_tensor* y, ne_tensor* sum,
                                     ne_tensor* rstd);
 
-/* As ne_layernorm_backward without mean and dbeta. */
+/** As ne_layernorm_backward without mean and dbeta. */
 NE_API ne_status ne_rmsnorm_backward(ne_context* context, const ne_norm_params* params,
                                      const ne_tensor* dy, const ne_tensor* ds,
                                      const ne_tensor* s, const ne_tensor* gamma,
@@ -315,24 +349,27 @@ NE_API ne_status ne_rmsnorm_backward(ne_context* context, const ne_norm_params* 
  * Dequantization: x = q * scale. Quantized matrices are 2-D and contiguous.
  */
 
+/** Which groups of a matrix share one quantization scale. */
 typedef enum ne_quant_axis {
+    /** One scale per row (activations; a linear weight [N,K] per output channel). */
     NE_QUANT_AXIS_PER_ROW = 0,
+    /** One scale per column. */
     NE_QUANT_AXIS_PER_COLUMN = 1,
     NE_QUANT_AXIS_MAX_ENUM = 0x7fffffff
 } ne_quant_axis;
 
-/* x [R,C] f32 -> q [R,C] i8, scales [R] (per row) or [C] (per column) f32. */
+/** x [R,C] f32 -> q [R,C] i8, scales [R] (per row) or [C] (per column) f32. */
 NE_API ne_status ne_quantize_int8(ne_context* context, ne_quant_axis axis, const ne_tensor* x,
                                   ne_tensor* q, ne_tensor* scales);
 
-/* q [R,C] i8, scales [R] or [C] f32 -> x [R,C] f32. */
+/** q [R,C] i8, scales [R] or [C] f32 -> x [R,C] f32. */
 NE_API ne_status ne_dequantize_int8(ne_context* context, ne_quant_axis axis, const ne_tensor* q,
                                     const ne_tensor* scales, ne_tensor* x);
 
-/* Largest K the int8 GEMM accepts: int32 accumulators cannot overflow up to it. */
+/** Largest K the int8 GEMM accepts: int32 accumulators cannot overflow up to it. */
 enum { NE_INT8_GEMM_MAX_K = 65536 };
 
-/*
+/**
  * Int8 GEMM with int32 accumulation: acc[m,n] = sum_k a[m,k] * b[n,k] (exact), a [M,K] i8,
  * b [N,K] i8 (the layout of a linear layer's weight: one row per output channel); the full
  * int8 range is allowed. a and b are 2-D with contiguous rows.
@@ -344,7 +381,7 @@ NE_API ne_status ne_gemm_int8(ne_context* context, const ne_tensor* a, const ne_
                               const ne_tensor* a_scales, const ne_tensor* b_scales,
                               const ne_tensor* bias, ne_tensor* c);
 
-/*
+/**
  * Quantized linear layer: y = dequant(quant_per_row(x) * w^T) + bias, with x [M,K] f32,
  * w [N,K] i8 and w_scales [N] f32 (weights quantized per output channel, i.e. per row of w),
  * bias [N] or NULL, y [M,N] f32. x is quantized per row on the fly.

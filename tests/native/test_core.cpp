@@ -360,3 +360,34 @@ TEST(Memory, GlobalCountersTrackContexts) {
     EXPECT_EQ(after.live_tensors, before.live_tensors);
     EXPECT_EQ(after.live_bytes, before.live_bytes);
 }
+
+TEST(Abi, EveryCoreFunctionRefusesNullHandles) {
+    ne_context_info context_info{};
+    context_info.struct_size = sizeof context_info;
+    ne_memory_stats stats{};
+    stats.struct_size = sizeof stats;
+    ne_tensor_info tensor_info{};
+    tensor_info.struct_size = sizeof tensor_info;
+    float host[4] = {};
+    const int64_t shape[] = {4};
+    ne_tensor* out = nullptr;
+
+    EXPECT_TRUE(fails_with(ne_context_get_info(nullptr, &context_info), NE_STATUS_NULL_POINTER, {"ne_context_get_info", "'context'"}));
+    EXPECT_TRUE(fails_with(ne_context_synchronize(nullptr), NE_STATUS_NULL_POINTER, {"ne_context_synchronize", "'context'"}));
+    EXPECT_TRUE(fails_with(ne_context_get_memory_stats(nullptr, &stats), NE_STATUS_NULL_POINTER, {"'context'"}));
+    EXPECT_TRUE(fails_with(ne_tensor_view(nullptr, 0, 1, shape, nullptr, &out), NE_STATUS_NULL_POINTER, {"ne_tensor_view", "'base'"}));
+    EXPECT_TRUE(fails_with(ne_tensor_get_info(nullptr, &tensor_info), NE_STATUS_NULL_POINTER, {"'tensor'"}));
+    EXPECT_TRUE(fails_with(ne_tensor_write(nullptr, host, sizeof host), NE_STATUS_NULL_POINTER, {"ne_tensor_write", "'tensor'"}));
+    EXPECT_TRUE(fails_with(ne_tensor_read(nullptr, host, sizeof host), NE_STATUS_NULL_POINTER, {"ne_tensor_read", "'tensor'"}));
+    EXPECT_TRUE(fails_with(ne_tensor_fill(nullptr, 1.0), NE_STATUS_NULL_POINTER, {"ne_tensor_fill", "'tensor'"}));
+
+    Context context = make_cpu_context();
+    Tensor tensor = make_tensor(context.get(), NE_DTYPE_F32, {4});
+    EXPECT_TRUE(fails_with(ne_context_get_info(context.get(), nullptr), NE_STATUS_NULL_POINTER, {"out_info"}));
+    EXPECT_TRUE(fails_with(ne_context_get_memory_stats(context.get(), nullptr), NE_STATUS_NULL_POINTER, {"out_stats"}));
+    EXPECT_TRUE(fails_with(ne_tensor_get_info(tensor.get(), nullptr), NE_STATUS_NULL_POINTER, {"out_info"}));
+    EXPECT_TRUE(fails_with(ne_tensor_view(tensor.get(), 0, 1, shape, nullptr, nullptr), NE_STATUS_NULL_POINTER, {"out_view"}));
+    EXPECT_TRUE(fails_with(ne_tensor_copy(nullptr, tensor.get()), NE_STATUS_NULL_POINTER, {"'destination'"}));
+    EXPECT_TRUE(fails_with(ne_tensor_copy(tensor.get(), nullptr), NE_STATUS_NULL_POINTER, {"'source'"}));
+    EXPECT_TRUE(fails_with(ne_tensor_read(tensor.get(), nullptr, sizeof host), NE_STATUS_NULL_POINTER, {"'destination'"}));
+}

@@ -29,11 +29,33 @@ build_native() {
   cmake --build --preset "$preset"
 }
 
+# Runs the GoogleTest suite of a preset; records its pass/fail counts for the summary line.
+native_passed=0
+native_failed=0
 run_native_tests() {
-  local preset=$1
+  local preset=$1 binary="$root/build/$1/tests/native/nativeengine_tests" log
+  if [[ ! -x "$binary" ]]; then
+    echo "error: $binary was not built: GoogleTest is missing (Debian: apt-get install libgtest-dev)" >&2
+    exit 1
+  fi
   step "native: GoogleTest ($preset)"
-  ctest --preset "$preset"
-  "$root/build/$preset/tests/native/nativeengine_tests" --gtest_brief=1 | tail -n 3
+  log=$(mktemp)
+  local status=0
+  if [[ "$preset" == sanitize ]]; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:allocator_may_return_null=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      "$binary" --gtest_brief=1 2>&1 | tee "$log" || status=$?
+  else
+    "$binary" --gtest_brief=1 2>&1 | tee "$log" || status=$?
+  fi
+  native_passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\.$/\1/p' "$log" | tail -n 1)
+  native_failed=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\{0,1\}, listed below:$/\1/p' "$log" | tail -n 1)
+  native_passed=${native_passed:-0}
+  native_failed=${native_failed:-0}
+  # A crash prints no count: count it as a failure rather than let the summary look clean.
+  if [[ $status -ne 0 && $native_failed -eq 0 ]]; then native_failed=1; fi
+  rm -f "$log"
+  return $status
 }
 
 dotnet_strict_args=()
@@ -49,16 +71,29 @@ case "$command" in
     ;;
   test)
     build_native release
-    run_native_tests release
+    native_status=0
+    run_native_tests release || native_status=$?
     step "managed: build"
     dotnet build NativeEngine.sln -c Release -p:NativeEngineSkipNativeBuild=true "${dotnet_strict_args[@]}"
     step "managed: xunit"
-    dotnet test NativeEngine.sln -c Release --no-build
-    step "all tests passed"
+    log=$(mktemp)
+    managed_status=0
+    dotnet test NativeEngine.sln -c Release --no-build 2>&1 | tee "$log" || managed_status=$?
+    # VSTest prints one "Passed! - Failed: F, Passed: P, ..." (or "Failed! - ...") line per test assembly.
+    read -r managed_passed managed_failed < <(sed -n 's/.*Failed: *\([0-9]*\), Passed: *\([0-9]*\),.*/\2 \1/p' "$log" |
+      awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
+    if [[ $managed_status -ne 0 && $managed_failed -eq 0 ]]; then managed_failed=1; fi
+    rm -f "$log"
+    step "summary"
+    echo "$((native_passed + managed_passed)) passed, $((native_failed + managed_failed)) failed" \
+         "(GoogleTest: $native_passed passed, $native_failed failed; xunit: $managed_passed passed, $managed_failed failed)"
+    [[ $native_status -eq 0 && $managed_status -eq 0 ]]
     ;;
   sanitize)
     build_native sanitize
     run_native_tests sanitize
+    step "summary (sanitizers)"
+    echo "$native_passed passed, $native_failed failed (GoogleTest under AddressSanitizer + UndefinedBehaviorSanitizer)"
     ;;
   bench)
     build_native release

@@ -159,8 +159,9 @@ namespace NativeEngine.Interop
         public long LiveContexts;
         /// <summary>Tensor handles, views included, not yet destroyed.</summary>
         public long LiveTensors;
-        /// <summary>Memory allocations not yet freed, and their total size.</summary>
+        /// <summary>Memory allocations not yet freed.</summary>
         public long LiveAllocations;
+        /// <summary>Total size of those allocations, in bytes.</summary>
         public long LiveBytes;
         /// <summary>Largest live_bytes seen.</summary>
         public long PeakBytes;

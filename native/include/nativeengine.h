@@ -190,8 +190,9 @@ typedef struct ne_memory_stats {
     int64_t live_contexts;
     /** Tensor handles, views included, not yet destroyed. */
     int64_t live_tensors;
-    /** Memory allocations not yet freed, and their total size. */
+    /** Memory allocations not yet freed. */
     int64_t live_allocations;
+    /** Total size of those allocations, in bytes. */
     int64_t live_bytes;
     /** Largest live_bytes seen. */
     int64_t peak_bytes;
@@ -347,6 +348,8 @@ NE_API ne_status ne_rmsnorm_backward(ne_context* context, const ne_norm_params* 
  * columns (one scale per column):
  *   scale = absmax / 127 (0 for an all-zero group),  q = clamp(round_half_even(x * (127 / absmax)), -127, 127)
  * Dequantization: x = q * scale. Quantized matrices are 2-D and contiguous.
+ * Non-finite inputs (NaN, infinity) are refused with NE_STATUS_INVALID_ARGUMENT, naming the
+ * first such element. Rounding assumes the default floating-point environment (round to nearest).
  */
 
 /** Which groups of a matrix share one quantization scale. */

@@ -1,0 +1,62 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+
+namespace NativeEngine.Cli.Commands;
+
+/// <summary>The options that choose a context (--backend, --threads, --simd), shared by every
+/// command that runs kernels. Values are checked by the native library (Context.Create), not here.</summary>
+internal sealed class ContextOptionsBinder
+{
+    public Option<Backend> Backend { get; } = new("--backend")
+    {
+        Description = "Backend to run on: cpu or cuda.",
+        DefaultValueFactory = _ => NativeEngine.Backend.Cpu,
+        CustomParser = result => ParseName(result, "--backend", NativeEngine.Backend.Cpu,
+            ("cpu", NativeEngine.Backend.Cpu), ("cuda", NativeEngine.Backend.Cuda)),
+        HelpName = "cpu|cuda",
+    };
+
+    public Option<int> Threads { get; } = new("--threads")
+    {
+        Description = "CPU threads the kernels use; 0 = every hardware thread.",
+        DefaultValueFactory = _ => 0,
+        HelpName = "N",
+    };
+
+    public Option<SimdLevel> Simd { get; } = new("--simd")
+    {
+        Description = "SIMD level of the CPU kernels: auto, scalar, avx2 or avx512.",
+        DefaultValueFactory = _ => SimdLevel.Auto,
+        CustomParser = result => ParseName(result, "--simd", SimdLevel.Auto,
+            ("auto", SimdLevel.Auto), ("scalar", SimdLevel.Scalar), ("avx2", SimdLevel.Avx2), ("avx512", SimdLevel.Avx512)),
+        HelpName = "auto|scalar|avx2|avx512",
+    };
+
+    public void AddTo(Command command)
+    {
+        command.Add(Backend);
+        command.Add(Threads);
+        command.Add(Simd);
+    }
+
+    public ContextOptions Bind(ParseResult parseResult) => new()
+    {
+        Backend = parseResult.GetValue(Backend),
+        NumThreads = parseResult.GetValue(Threads),
+        SimdLevel = parseResult.GetValue(Simd),
+    };
+
+    private static T ParseName<T>(ArgumentResult result, string option, T fallback, params (string Name, T Value)[] names)
+    {
+        var token = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+        foreach (var (name, value) in names)
+        {
+            if (string.Equals(token, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return value;
+            }
+        }
+        result.AddError($"{option} must be one of {string.Join(", ", names.Select(n => n.Name))}; got '{token}'.");
+        return fallback;
+    }
+}

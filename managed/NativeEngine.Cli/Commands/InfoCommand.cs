@@ -1,0 +1,39 @@
+using System.CommandLine;
+using Spectre.Console;
+
+namespace NativeEngine.Cli.Commands;
+
+/// <summary><c>info</c>: what the native library and this machine offer.</summary>
+internal static class InfoCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("info", "Show the native library's version and ABI, the CPU, its SIMD level and threads, and CUDA support.");
+        command.SetAction(_ => Run());
+        return command;
+    }
+
+    private static int Run()
+    {
+        var system = Engine.GetSystemInfo();
+        string cpu;
+        using (var context = Context.Create(new ContextOptions { NumThreads = 1 }))
+        {
+            cpu = context.DeviceName;
+        }
+
+        var grid = new Grid().AddColumn(new GridColumn().NoWrap()).AddColumn();
+        void Row(string name, string value) => grid.AddRow(new Markup($"[bold]{name}[/]"), new Text(value));
+        Row("Library version", system.Version);
+        Row("ABI version", $"{system.AbiVersion} (managed expects {NativeConstants.AbiVersion})");
+        Row("Library path", Engine.LibraryPath);
+        Row("Managed assembly", typeof(Engine).Assembly.GetName().Version?.ToString() ?? "?");
+        Row("CPU", cpu);
+        Row("Best SIMD level", system.BestSimdLevel.ToString());
+        Row("Hardware threads", system.HardwareThreads.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Row("CUDA compiled", system.CudaCompiled ? "yes" : "no");
+        Row("CUDA devices", system.CudaDeviceCount.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        AnsiConsole.Write(grid);
+        return ExitCodes.Success;
+    }
+}

@@ -1,0 +1,20 @@
+namespace NativeEngine.Cli;
+
+/// <summary>Process exit codes of the command line.</summary>
+internal static class ExitCodes
+{
+    /// <summary>Everything ran and every check passed.</summary>
+    public const int Success = 0;
+
+    /// <summary>A kernel check failed (a demo row printed FAIL).</summary>
+    public const int CheckFailed = 1;
+
+    /// <summary>The command line was invalid.</summary>
+    public const int UsageError = 2;
+
+    /// <summary>The native library could not be loaded or reported an error.</summary>
+    public const int NativeError = 3;
+
+    /// <summary>An unexpected error (a bug).</summary>
+    public const int InternalError = 70;
+}

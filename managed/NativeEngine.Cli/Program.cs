@@ -1,0 +1,3 @@
+using NativeEngine.Cli;
+
+return CliApp.Run(args);

@@ -1,0 +1,115 @@
+namespace NativeEngine.Tests;
+
+public sealed class ContextTests
+{
+    [Fact]
+    public void DefaultContextIsCpuWithEveryHardwareThreadAndTheBestSimdLevel()
+    {
+        var system = Engine.GetSystemInfo();
+        using var context = Context.Create();
+
+        Assert.Equal(Backend.Cpu, context.Backend);
+        Assert.Equal(0, context.DeviceIndex);
+        Assert.Equal(system.HardwareThreads, context.NumThreads);
+        Assert.Equal(system.BestSimdLevel, context.SimdLevel);
+        Assert.NotEqual(SimdLevel.Auto, context.SimdLevel);
+        Assert.False(string.IsNullOrWhiteSpace(context.DeviceName));
+    }
+
+    [Fact]
+    public void OptionsAreApplied()
+    {
+        using var context = Context.Create(new ContextOptions { NumThreads = 1, SimdLevel = SimdLevel.Scalar });
+
+        Assert.Equal(1, context.NumThreads);
+        Assert.Equal(SimdLevel.Scalar, context.SimdLevel);
+    }
+
+    [Fact]
+    public void SystemInfoDescribesThisBuild()
+    {
+        var system = Engine.GetSystemInfo();
+
+        Assert.Equal(NativeConstants.AbiVersion, system.AbiVersion);
+        Assert.Equal(NativeConstants.AbiVersion, Engine.AbiVersion);
+        Assert.Matches(@"^\d+\.\d+\.\d+$", system.Version);
+        Assert.True(system.HardwareThreads >= 1);
+        Assert.NotEqual(SimdLevel.Auto, system.BestSimdLevel);
+        Assert.True(system.CudaDeviceCount >= 0);
+        Assert.True(system.CudaCompiled || system.CudaDeviceCount == 0);
+        Assert.True(File.Exists(Engine.LibraryPath), Engine.LibraryPath);
+    }
+
+    [Fact]
+    public void CudaWithoutTheCudaBackendIsBackendUnavailable()
+    {
+        if (Engine.GetSystemInfo().CudaCompiled)
+        {
+            Assert.Skip("This library has the CUDA backend.");
+        }
+
+        var e = Assert.Throws<NativeEngineException>(() => Context.Create(new ContextOptions { Backend = Backend.Cuda }));
+
+        Assert.Equal(Status.BackendUnavailable, e.Status);
+        Assert.StartsWith("ne_context_create:", e.NativeMessage);
+    }
+
+    [Fact]
+    public void InvalidOptionsAreRefusedByTheLibraryNamingTheField()
+    {
+        var threads = Assert.Throws<NativeEngineException>(() => Context.Create(new ContextOptions { NumThreads = -1 }));
+        Assert.Equal(Status.InvalidArgument, threads.Status);
+        Assert.Contains("num_threads", threads.Message);
+
+        var device = Assert.Throws<NativeEngineException>(() => Context.Create(new ContextOptions { DeviceIndex = 1 }));
+        Assert.Equal(Status.InvalidArgument, device.Status);
+        Assert.Contains("device_index", device.Message);
+
+        var simd = Assert.Throws<NativeEngineException>(() => Context.Create(new ContextOptions { SimdLevel = (SimdLevel)99 }));
+        Assert.Equal(Status.InvalidArgument, simd.Status);
+    }
+
+    [Fact]
+    public void ASimdLevelAboveTheCpusBestIsUnsupported()
+    {
+        var best = Engine.GetSystemInfo().BestSimdLevel;
+        if (best == SimdLevel.Avx512)
+        {
+            Assert.Skip("This CPU supports every SIMD level.");
+        }
+
+        var e = Assert.Throws<NativeEngineException>(() => Context.Create(new ContextOptions { SimdLevel = best + 1 }));
+
+        Assert.Equal(Status.Unsupported, e.Status);
+    }
+
+    [Fact]
+    public void UseAfterDisposeThrowsObjectDisposedAndDisposeIsIdempotent()
+    {
+        var context = Context.Create();
+        context.Dispose();
+        context.Dispose();
+
+        Assert.True(context.IsDisposed);
+        Assert.Throws<ObjectDisposedException>(() => context.NumThreads);
+        Assert.Throws<ObjectDisposedException>(() => context.GetMemoryStats());
+        Assert.Throws<ObjectDisposedException>(() => context.Synchronize());
+        Assert.Throws<ObjectDisposedException>(() => Tensor.Create(context, Dtype.F32, 2));
+        Assert.Equal("Context(disposed)", context.ToString());
+    }
+
+    [Fact]
+    public void SynchronizeOnTheCpuReturns()
+    {
+        using var context = Context.Create();
+        context.Synchronize();
+    }
+
+    [Fact]
+    public void StatusNamesComeFromTheLibrary()
+    {
+        Assert.Equal("NE_STATUS_SHAPE_MISMATCH", Engine.GetStatusName(Status.ShapeMismatch));
+        Assert.Equal("NE_STATUS_OK", Engine.GetStatusName(Status.Ok));
+        Assert.Equal("NE_STATUS_UNKNOWN", Engine.GetStatusName((Status)12345));
+    }
+}

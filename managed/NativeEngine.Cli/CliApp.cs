@@ -33,7 +33,11 @@ internal static class CliApp
             var parseResult = BuildRootCommand().Parse(args);
             if (parseResult.Errors.Count > 0)
             {
-                return Fail(ExitCodes.UsageError, $"{parseResult.Errors[0].Message} (see --help)");
+                // An unknown word also leaves the root without a command; name the word, not the symptom.
+                var error = parseResult.UnmatchedTokens.Count > 0
+                    ? $"unrecognized command or argument '{parseResult.UnmatchedTokens[0]}'"
+                    : parseResult.Errors[0].Message;
+                return Fail(ExitCodes.UsageError, $"{error} (see --help)");
             }
             return parseResult.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }

@@ -199,6 +199,69 @@ namespace NativeEngine.Interop
         public int Accumulate;
     }
 
+    /// <summary>Parameters of ne_gemm.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NeGemmParams
+    {
+        public uint StructSize;
+        /// <summary>1: op(A) = A^T, with A stored as [..., K, M].</summary>
+        public int TransposeA;
+        /// <summary>1: op(B) = B^T, with B stored as [..., N, K] (a linear layer&apos;s weight [out, in]).</summary>
+        public int TransposeB;
+        /// <summary>Scales op(A) * op(B); finite.</summary>
+        public float Alpha;
+        /// <summary>Scales the previous C; finite.</summary>
+        public float Beta;
+    }
+
+    /// <summary>Parameters of the attention kernels.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NeAttentionParams
+    {
+        public uint StructSize;
+        /// <summary>Multiplies q.k before the softmax; 0 means 1/sqrt(D). Finite and &gt;= 0.</summary>
+        public float Scale;
+        /// <summary>1: causal masking (see above).</summary>
+        public int Causal;
+    }
+
+    /// <summary>Parameters of the chunked cross-entropy.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NeCrossEntropyParams
+    {
+        public uint StructSize;
+        /// <summary>Classes processed at a time; bounds the working memory to N x chunk_size floats. 0 picks a default.</summary>
+        public long ChunkSize;
+        /// <summary>Backward only: 1 adds into dweight and dbias, 0 overwrites them.</summary>
+        public int Accumulate;
+    }
+
+    /// <summary>Parameters of ne_sample_log_uniform.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NeSamplerParams
+    {
+        public uint StructSize;
+        /// <summary>V, the number of classes; &gt;= 1.</summary>
+        public long NumClasses;
+        /// <summary>Seed of the draws.</summary>
+        public ulong Seed;
+        /// <summary>1: S distinct classes (needs S &lt; = V); 0: S independent draws.</summary>
+        public int Unique;
+    }
+
+    /// <summary>Parameters of the sampled softmax.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NeSampledSoftmaxParams
+    {
+        public uint StructSize;
+        /// <summary>1: subtract log(expected count) from every logit (the sampled softmax correction).</summary>
+        public int SubtractLogExpectedCount;
+        /// <summary>1: a sample equal to a row&apos;s target is left out of that row&apos;s softmax (an accidental hit).</summary>
+        public int RemoveAccidentalHits;
+        /// <summary>Backward only: 1 adds into dweight and dbias at the touched rows; 0 overwrites them (zero outside the rows of the targets and samples).</summary>
+        public int Accumulate;
+    }
+
     /// <summary>Owns one native <c>ne_context</c>; disposing it calls <c>ne_context_destroy</c>.</summary>
     internal sealed partial class ContextHandle : SafeHandle
     {
@@ -266,6 +329,14 @@ namespace NativeEngine.Interop
             "ne_dequantize_int8",
             "ne_gemm_int8",
             "ne_linear_int8",
+            "ne_gemm",
+            "ne_attention_forward",
+            "ne_attention_backward",
+            "ne_cross_entropy_forward",
+            "ne_cross_entropy_backward",
+            "ne_sample_log_uniform",
+            "ne_sampled_softmax_forward",
+            "ne_sampled_softmax_backward",
         ];
 
         /// <summary>The ABI version of the loaded library (NE_ABI_VERSION it was built with).</summary>
@@ -371,5 +442,37 @@ namespace NativeEngine.Interop
         /// <summary>Quantized linear layer: y = dequant(quant_per_row(x) * w^T) + bias, with x [M,K] f32, w [N,K] i8 and w_scales [N] f32 (weights quantized per output channel, i.e. per row of w), bias [N] or NULL, y [M,N] f32. x is quantized per row on the fly.</summary>
         [LibraryImport(LibraryName, EntryPoint = "ne_linear_int8")]
         internal static partial Status ne_linear_int8(ContextHandle context, TensorHandle x, TensorHandle w, TensorHandle w_scales, TensorHandle bias, TensorHandle y);
+
+        /// <summary>C = alpha * op(A) * op(B) + beta * C (see above).</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_gemm")]
+        internal static partial Status ne_gemm(ContextHandle context, NeGemmParams* @params, TensorHandle a, TensorHandle b, TensorHandle c);
+
+        /// <summary>Attention forward: writes out, and lse unless it is NULL (inference).</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_attention_forward")]
+        internal static partial Status ne_attention_forward(ContextHandle context, NeAttentionParams* @params, TensorHandle q, TensorHandle k, TensorHandle v, TensorHandle key_lengths, TensorHandle @out, TensorHandle lse);
+
+        /// <summary>Attention backward from dout and the forward&apos;s out and lse: overwrites dq, dk and dv (the query heads sharing a key/value head add their contributions). Deterministic: the same bits on every run and for every thread count.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_attention_backward")]
+        internal static partial Status ne_attention_backward(ContextHandle context, NeAttentionParams* @params, TensorHandle q, TensorHandle k, TensorHandle v, TensorHandle key_lengths, TensorHandle @out, TensorHandle lse, TensorHandle dout, TensorHandle dq, TensorHandle dk, TensorHandle dv);
+
+        /// <summary>loss[n] = logsumexp(z_n) - z_n[target_n] with z = hidden weight^T + bias, computed in chunks of classes: the [N, V] logits are never held at once. lse [N] or NULL receives logsumexp(z_n) for the backward pass.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_cross_entropy_forward")]
+        internal static partial Status ne_cross_entropy_forward(ContextHandle context, NeCrossEntropyParams* @params, TensorHandle hidden, TensorHandle weight, TensorHandle bias, TensorHandle targets, TensorHandle loss, TensorHandle lse);
+
+        /// <summary>From dloss [N] and the forward&apos;s lse: overwrites dhidden [N, D]; writes (or adds into) dweight [V, D] and dbias [V] (either may be NULL). Recomputes the logits chunk by chunk.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_cross_entropy_backward")]
+        internal static partial Status ne_cross_entropy_backward(ContextHandle context, NeCrossEntropyParams* @params, TensorHandle hidden, TensorHandle weight, TensorHandle bias, TensorHandle targets, TensorHandle lse, TensorHandle dloss, TensorHandle dhidden, TensorHandle dweight, TensorHandle dbias);
+
+        /// <summary>Draws samples [S] i32 and writes their expected counts sample_expected_counts [S] f32; with targets [N] i32 (else NULL), also writes target_expected_counts [N] f32, the expected counts of the true classes (1 for ignored rows).</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_sample_log_uniform")]
+        internal static partial Status ne_sample_log_uniform(ContextHandle context, NeSamplerParams* @params, TensorHandle targets, TensorHandle samples, TensorHandle sample_expected_counts, TensorHandle target_expected_counts);
+
+        /// <summary>Sampled softmax loss: row n scores its target t and the S samples, z = hidden_n . weight_c + bias_c (- log expected count of c), and loss[n] = logsumexp(z) - z_t. samples [S] i32 with sample_expected_counts [S] and target_expected_counts [N] f32 from ne_sample_log_uniform (the counts may be NULL without the correction). probs [N, S + 1] f32 or NULL receives each row&apos;s softmax over [target, samples] (0 for removed hits), for the backward pass.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_sampled_softmax_forward")]
+        internal static partial Status ne_sampled_softmax_forward(ContextHandle context, NeSampledSoftmaxParams* @params, TensorHandle hidden, TensorHandle weight, TensorHandle bias, TensorHandle targets, TensorHandle samples, TensorHandle sample_expected_counts, TensorHandle target_expected_counts, TensorHandle loss, TensorHandle probs);
+
+        /// <summary>From dloss [N] and the forward&apos;s probs: overwrites dhidden [N, D]; writes (or adds into, see accumulate) dweight [V, D] and dbias [V] (either may be NULL) at the rows of the targets and samples.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_sampled_softmax_backward")]
+        internal static partial Status ne_sampled_softmax_backward(ContextHandle context, NeSampledSoftmaxParams* @params, TensorHandle hidden, TensorHandle weight, TensorHandle targets, TensorHandle samples, TensorHandle probs, TensorHandle dloss, TensorHandle dhidden, TensorHandle dweight, TensorHandle dbias);
     }
 }

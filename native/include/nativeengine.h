@@ -392,6 +392,196 @@ NE_API ne_status ne_gemm_int8(ne_context* context, const ne_tensor* a, const ne_
 NE_API ne_status ne_linear_int8(ne_context* context, const ne_tensor* x, const ne_tensor* w,
                                 const ne_tensor* w_scales, const ne_tensor* bias, ne_tensor* y);
 
+/* ------------------------------------------------------------------------------------------ */
+/* GEMM                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * C = alpha * op(A) * op(B) + beta * C in f32, with op(X) = X or X^T. The matrices are the last
+ * two dimensions of their tensors: a contiguous last dimension, any row stride. op(A) is [M, K],
+ * op(B) is [K, N] and C is [M, N]. Leading dimensions form a batch: they must collapse into one
+ * batch dimension of uniform stride. C's batch count is the batch; A or B may instead have a
+ * batch count of 1 (a rank-2 tensor), shared by every batch, as a layer's weight is.
+ * With beta = 0, C is overwritten without being read. C must not overlap A or B. The result's
+ * bits do not depend on the thread count.
+ */
+
+/** Parameters of ne_gemm. */
+typedef struct ne_gemm_params {
+    uint32_t struct_size;
+    /** 1: op(A) = A^T, with A stored as [..., K, M]. */
+    int32_t transpose_a;
+    /** 1: op(B) = B^T, with B stored as [..., N, K] (a linear layer's weight [out, in]). */
+    int32_t transpose_b;
+    /** Scales op(A) * op(B); finite. */
+    float alpha;
+    /** Scales the previous C; finite. */
+    float beta;
+} ne_gemm_params;
+
+/** C = alpha * op(A) * op(B) + beta * C (see above). */
+NE_API ne_status ne_gemm(ne_context* context, const ne_gemm_params* params, const ne_tensor* a,
+                         const ne_tensor* b, ne_tensor* c);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Flash attention                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * out = softmax(scale * q k^T + mask) v, tiled with an online softmax: no [Tq, Tk] buffer is
+ * ever allocated. f32 on the CPU. Shape letters: B batch, Tq queries, Tk keys, H query heads,
+ * Hkv key/value heads, D head dimension (1..256).
+ * - q, out, dout, dq: [B, Tq, H, D]; k, v, dk, dv: [B, Tk, Hkv, D]. Rank 4, the last dimension
+ *   contiguous, other strides free: the q, k and v views of a fused QKV projection
+ *   [B, T, 3, H, D] need no copy.
+ * - Grouped-query attention: H is a multiple of Hkv, and query head h reads key/value head
+ *   h / (H / Hkv). Hkv = 1 is multi-query attention.
+ * - key_lengths [B] i32, or NULL for Tk everywhere: sequence b has L_b valid keys (0..Tk); keys
+ *   at and after L_b are masked (padded batches).
+ * - Causal: query i of sequence b attends key j only if j <= i + (L_b - Tq): the queries are
+ *   the last Tq positions, as when decoding one token against a key/value cache.
+ * - A row that sees no key (all masked) has output 0 and lse -infinity, and no gradient.
+ * - lse [B, H, Tq] f32, contiguous: the log-sum-exp of each row's scaled, masked scores, saved
+ *   by the forward pass for the backward pass.
+ */
+
+/** Parameters of the attention kernels. */
+typedef struct ne_attention_params {
+    uint32_t struct_size;
+    /** Multiplies q.k before the softmax; 0 means 1/sqrt(D). Finite and >= 0. */
+    float scale;
+    /** 1: causal masking (see above). */
+    int32_t causal;
+} ne_attention_params;
+
+/** Attention forward: writes out, and lse unless it is NULL (inference). */
+NE_API ne_status ne_attention_forward(ne_context* context, const ne_attention_params* params,
+                                      const ne_tensor* q, const ne_tensor* k, const ne_tensor* v,
+                                      const ne_tensor* key_lengths, ne_tensor* out,
+                                      ne_tensor* lse);
+
+/**
+ * Attention backward from dout and the forward's out and lse: overwrites dq, dk and dv (the
+ * query heads sharing a key/value head add their contributions). Deterministic: the same bits
+ * on every run and for every thread count.
+ */
+NE_API ne_status ne_attention_backward(ne_context* context, const ne_attention_params* params,
+                                       const ne_tensor* q, const ne_tensor* k, const ne_tensor* v,
+                                       const ne_tensor* key_lengths, const ne_tensor* out,
+                                       const ne_tensor* lse, const ne_tensor* dout, ne_tensor* dq,
+                                       ne_tensor* dk, ne_tensor* dv);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax cross-entropy over an output projection: full (chunked) and sampled                 */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Shape letters: N rows (tokens), D hidden size, V classes (vocabulary), S samples.
+ * hidden [N, D] and weight [V, D] (the output embedding) are f32 with contiguous rows; bias [V]
+ * f32 or NULL; targets [N] i32 in [0, V), or negative to ignore the row (loss 0, no gradient).
+ * Losses are per row ([N] f32); callers reduce them (a mean is dloss = 1 / rows counted).
+ */
+
+/** Parameters of the chunked cross-entropy. */
+typedef struct ne_cross_entropy_params {
+    uint32_t struct_size;
+    /** Classes processed at a time; bounds the working memory to N x chunk_size floats.
+     *  0 picks a default. */
+    int64_t chunk_size;
+    /** Backward only: 1 adds into dweight and dbias, 0 overwrites them. */
+    int32_t accumulate;
+} ne_cross_entropy_params;
+
+/**
+ * loss[n] = logsumexp(z_n) - z_n[target_n] with z = hidden weight^T + bias, computed in chunks of
+ * classes: the [N, V] logits are never held at once. lse [N] or NULL receives logsumexp(z_n)
+ * for the backward pass.
+ */
+NE_API ne_status ne_cross_entropy_forward(ne_context* context,
+                                          const ne_cross_entropy_params* params,
+                                          const ne_tensor* hidden, const ne_tensor* weight,
+                                          const ne_tensor* bias, const ne_tensor* targets,
+                                          ne_tensor* loss, ne_tensor* lse);
+
+/**
+ * From dloss [N] and the forward's lse: overwrites dhidden [N, D]; writes (or adds into) dweight
+ * [V, D] and dbias [V] (either may be NULL). Recomputes the logits chunk by chunk.
+ */
+NE_API ne_status ne_cross_entropy_backward(ne_context* context,
+                                           const ne_cross_entropy_params* params,
+                                           const ne_tensor* hidden, const ne_tensor* weight,
+                                           const ne_tensor* bias, const ne_tensor* targets,
+                                           const ne_tensor* lse, const ne_tensor* dloss,
+                                           ne_tensor* dhidden, ne_tensor* dweight,
+                                           ne_tensor* dbias);
+
+/*
+ * Log-uniform (Zipfian) candidate sampling for sampled softmax, over classes ordered from most
+ * to least frequent: P(c) = log((c + 2) / (c + 1)) / log(V + 1). The expected count of a class is
+ * how many times it is expected among the S samples: S * P(c) for independent draws, and
+ * 1 - (1 - P(c))^tries for unique sampling, which draws until S distinct classes were found
+ * (tries draws in all). The draws depend only on the seed, S and V.
+ */
+
+/** Parameters of ne_sample_log_uniform. */
+typedef struct ne_sampler_params {
+    uint32_t struct_size;
+    /** V, the number of classes; >= 1. */
+    int64_t num_classes;
+    /** Seed of the draws. */
+    uint64_t seed;
+    /** 1: S distinct classes (needs S <= V); 0: S independent draws. */
+    int32_t unique;
+} ne_sampler_params;
+
+/**
+ * Draws samples [S] i32 and writes their expected counts sample_expected_counts [S] f32; with
+ * targets [N] i32 (else NULL), also writes target_expected_counts [N] f32, the expected counts of
+ * the true classes (1 for ignored rows).
+ */
+NE_API ne_status ne_sample_log_uniform(ne_context* context, const ne_sampler_params* params,
+                                       const ne_tensor* targets, ne_tensor* samples,
+                                       ne_tensor* sample_expected_counts,
+                                       ne_tensor* target_expected_counts);
+
+/** Parameters of the sampled softmax. */
+typedef struct ne_sampled_softmax_params {
+    uint32_t struct_size;
+    /** 1: subtract log(expected count) from every logit (the sampled softmax correction). */
+    int32_t subtract_log_expected_count;
+    /** 1: a sample equal to a row's target is left out of that row's softmax (an accidental hit). */
+    int32_t remove_accidental_hits;
+    /** Backward only: 1 adds into dweight and dbias at the touched rows; 0 overwrites them
+     *  (zero outside the rows of the targets and samples). */
+    int32_t accumulate;
+} ne_sampled_softmax_params;
+
+/**
+ * Sampled softmax loss: row n scores its target t and the S samples, z = hidden_n . weight_c +
+ * bias_c (- log expected count of c), and loss[n] = logsumexp(z) - z_t. samples [S] i32 with
+ * sample_expected_counts [S] and target_expected_counts [N] f32 from ne_sample_log_uniform (the
+ * counts may be NULL without the correction). probs [N, S + 1] f32 or NULL receives each row's
+ * softmax over [target, samples] (0 for removed hits), for the backward pass.
+ */
+NE_API ne_status ne_sampled_softmax_forward(ne_context* context,
+                                            const ne_sampled_softmax_params* params,
+                                            const ne_tensor* hidden, const ne_tensor* weight,
+                                            const ne_tensor* bias, const ne_tensor* targets,
+                                            const ne_tensor* samples,
+                                            const ne_tensor* sample_expected_counts,
+                                            const ne_tensor* target_expected_counts,
+                                            ne_tensor* loss, ne_tensor* probs);
+
+/**
+ * From dloss [N] and the forward's probs: overwrites dhidden [N, D]; writes (or adds into, see
+ * accumulate) dweight [V, D] and dbias [V] (either may be NULL) at the rows of the targets and
+ * samples.
+ */
+NE_API ne_status ne_sampled_softmax_backward(ne_context* context,
+                                             const ne_sampled_softmax_params* params,
+                                             const ne_tensor* hidden, const ne_tensor* weight,
+                                             const ne_tensor* targets, const ne_tensor* samples,
+                                             const ne_tensor* probs, const ne_tensor* dloss,
+                                             ne_tensor* dhidden, ne_tensor* dweight,
+                                             ne_tensor* dbias);
+
 #ifdef __cplusplus
 }
 #endif

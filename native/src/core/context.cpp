@@ -82,6 +82,25 @@ Allocation* allocate(ne_context* context, int64_t bytes) {
     return allocation;
 }
 
+Scratch::Scratch(ne_context& context, int64_t bytes) : context_(&context), bytes_(bytes) {
+    if (bytes < 0 || bytes > std::numeric_limits<int64_t>::max() - kCpuAlignment) {
+        fail(NE_STATUS_OVERFLOW, "scratch memory of ", bytes, " bytes overflows");
+    }
+    const int64_t rounded = (bytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+    data_ = rounded == 0 ? nullptr : std::aligned_alloc(static_cast<size_t>(kCpuAlignment), static_cast<size_t>(rounded));
+    if (rounded != 0 && data_ == nullptr) {
+        fail(NE_STATUS_OUT_OF_MEMORY, "could not allocate ", bytes, " bytes of scratch memory");
+    }
+    context_->counters.on_allocate(bytes_);
+    global_counters().on_allocate(bytes_);
+}
+
+Scratch::~Scratch() {
+    std::free(data_);
+    context_->counters.on_free(bytes_);
+    global_counters().on_free(bytes_);
+}
+
 void retain(Allocation* allocation) { allocation->references.fetch_add(1, std::memory_order_relaxed); }
 
 void release(Allocation* allocation) {

@@ -85,6 +85,28 @@ void release(Allocation* allocation);
 
 inline ne_context* context_of(const ne_tensor& tensor) { return tensor.allocation->context; }
 
+// Temporary host memory of a kernel (packed panels, partial sums, chunks of logits). It counts
+// in its context's live and peak bytes while it exists, so that memory statistics show a
+// kernel's whole footprint. Allocate it before starting threads: the constructor throws.
+class Scratch {
+public:
+    Scratch(ne_context& context, int64_t bytes);
+    ~Scratch();
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(data_);
+    }
+    int64_t bytes() const { return bytes_; }
+
+private:
+    ne_context* context_;
+    void* data_;
+    int64_t bytes_;
+};
+
 // Address of element 0 of the tensor.
 template <class T>
 T* data_of(const ne_tensor& tensor) {

@@ -17,8 +17,6 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
-#include <memory>
-#include <new>
 #include <vector>
 
 namespace ne::cpu {
@@ -382,16 +380,6 @@ void dequantize_parallel(const Int8Kernels& kernels, ThreadPool& pool, const Deq
     });
 }
 
-// Scratch memory of one call, aligned to a cache line so that threads' panels never share one.
-struct AlignedDelete {
-    void operator()(unsigned char* memory) const { ::operator delete[](memory, std::align_val_t{64}); }
-};
-using Scratch = std::unique_ptr<unsigned char[], AlignedDelete>;
-
-Scratch allocate_scratch(int64_t bytes) {
-    return Scratch(static_cast<unsigned char*>(::operator new[](static_cast<size_t>(bytes), std::align_val_t{64})));
-}
-
 int64_t ceil_div(int64_t value, int64_t divisor) { return (value + divisor - 1) / divisor; }
 
 // How C is split among threads: row_parts x col_parts blocks of whole register tiles, a static
@@ -435,28 +423,32 @@ ThreadGrid choose_thread_grid(const GemmArgs& args, const Int8Kernels& kernels, 
     return best;
 }
 
-void gemm_parallel(const Int8Kernels& kernels, ThreadPool& pool, const GemmArgs& args) {
+void gemm_parallel(const Int8Kernels& kernels, ne_context& context, const GemmArgs& args) {
+    ThreadPool& pool = *context.pool;
     const ThreadGrid grid = choose_thread_grid(args, kernels, pool.size());
+    // Whole cache lines per thread, so that threads' panels never share one.
     const int64_t bytes_per_thread = ceil_div(kernels.gemm_workspace_bytes(grid.max_rows(), grid.max_cols(), args.K), 64) * 64;
-    const Scratch scratch = allocate_scratch(bytes_per_thread * grid.threads());
+    const Scratch scratch(context, bytes_per_thread * grid.threads());
     pool.run(grid.threads(), [&](int index, int) {
         const GemmRange range = grid.range(index);
         if (range.m_begin < range.m_end && range.n_begin < range.n_end) {
-            kernels.gemm(args, range, scratch.get() + index * bytes_per_thread);
+            kernels.gemm(args, range, scratch.as<unsigned char>() + index * bytes_per_thread);
         }
     });
 }
 
-void linear_parallel(const Int8Kernels& kernels, ThreadPool& pool, const LinearArgs& args) {
+void linear_parallel(const Int8Kernels& kernels, ne_context& context, const LinearArgs& args) {
+    ThreadPool& pool = *context.pool;
     GemmArgs gemm = args.gemm;
-    std::vector<int8_t> x_quantized(static_cast<size_t>(gemm.M * gemm.K));
+    const Scratch x_quantized_memory(context, gemm.M * gemm.K);
+    int8_t* x_quantized = x_quantized_memory.as<int8_t>();
     std::vector<float> x_scales(static_cast<size_t>(gemm.M));
     std::vector<float> absmax(static_cast<size_t>(gemm.M));
     // One pass per row: absmax, then quantize while the row is still in L1.
     pool.parallel_for(gemm.M, rows_per_task(gemm.K), [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
             const float* x = args.x + r * args.x_row_stride;
-            int8_t* q = x_quantized.data() + r * gemm.K;
+            int8_t* q = x_quantized + r * gemm.K;
             const float row_max = kernels.absmax(x, gemm.K);
             absmax[static_cast<size_t>(r)] = row_max;
             if (!(row_max <= FLT_MAX)) continue;
@@ -467,10 +459,10 @@ void linear_parallel(const Int8Kernels& kernels, ThreadPool& pool, const LinearA
         }
     });
     if (!all_finite(absmax)) expect_finite(args.x, gemm.M, gemm.K, args.x_row_stride, "x");
-    gemm.a = x_quantized.data();
+    gemm.a = x_quantized;
     gemm.a_row_stride = gemm.K;
     gemm.a_scales = x_scales.data();
-    gemm_parallel(kernels, pool, gemm);
+    gemm_parallel(kernels, context, gemm);
 }
 
 // ==========================================================================================
@@ -501,13 +493,13 @@ void run_dequantize(ne_context& context, const DequantizeArgs& args) {
 }
 
 void run_gemm(ne_context& context, const GemmArgs& args) {
-    if (const Int8Kernels* kernels = simd_kernels(context)) gemm_parallel(*kernels, *context.pool, args);
+    if (const Int8Kernels* kernels = simd_kernels(context)) gemm_parallel(*kernels, context, args);
     else gemm_reference(args);
 }
 
 void run_linear(ne_context& context, const LinearArgs& args) {
     if (const Int8Kernels* kernels = simd_kernels(context)) {
-        linear_parallel(*kernels, *context.pool, args);
+        linear_parallel(*kernels, context, args);
     } else {
         expect_finite(args.x, args.gemm.M, args.gemm.K, args.x_row_stride, "x");
         linear_reference(args);

@@ -21,7 +21,6 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
-#include <memory>
 #include <vector>
 
 namespace ne::cpu {
@@ -411,9 +410,9 @@ void run_backward(Norm norm, ne_context& context, const BackwardOutputs& outputs
     const int64_t chunk_count = ceil_div(N, chunk_rows);
 
     const int64_t partial_rows = (outputs.dgamma ? chunk_count : 0) + (outputs.dbeta ? chunk_count : 0);
-    const auto partials = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(partial_rows * C));
-    float* dgamma_partials = outputs.dgamma ? partials.get() : nullptr;
-    float* dbeta_partials = outputs.dbeta ? partials.get() + (partial_rows - chunk_count) * C : nullptr;
+    const Scratch partials(context, partial_rows * C * static_cast<int64_t>(sizeof(float)));
+    float* dgamma_partials = outputs.dgamma ? partials.as<float>() : nullptr;
+    float* dbeta_partials = outputs.dbeta ? partials.as<float>() + (partial_rows - chunk_count) * C : nullptr;
 
     const BackwardKernel kernel = backward_kernel(norm, context.simd_level);
     const int64_t min_chunks = std::max<int64_t>(1, kMinElementsPerThread / (chunk_rows * C));

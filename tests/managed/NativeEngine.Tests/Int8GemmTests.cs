@@ -3,7 +3,7 @@ using NativeEngine.Tests.Support;
 namespace NativeEngine.Tests;
 
 /// <summary>The int8 GEMM (exact int32, and f32 with fused dequantization) and the quantized linear layer.</summary>
-public sealed class GemmTests
+public sealed class Int8GemmTests
 {
     public static TheoryData<SimdLevel, int, int, int> Shapes()
     {
@@ -34,7 +34,7 @@ public sealed class GemmTests
         a[^1] = sbyte.MaxValue;
         b[^1] = sbyte.MinValue;
 
-        var c = Ops.Gemm(Tensor.FromArray<sbyte>(context, a, m, k), Tensor.FromArray<sbyte>(context, b, n, k));
+        var c = Ops.MatMulInt8(Tensor.FromArray<sbyte>(context, a, m, k), Tensor.FromArray<sbyte>(context, b, n, k));
 
         Assert.Equal(Dtype.I32, c.Dtype);
         Assert.Equal([(long)m, n], c.Shape);
@@ -54,7 +54,7 @@ public sealed class GemmTests
         a.Fill(-128);
         b.Fill(-128);
 
-        var c = Ops.Gemm(a, b);
+        var c = Ops.MatMulInt8(a, b);
 
         Assert.Equal([k * 128 * 128, k * 128 * 128], c.ToArray<int>());
     }
@@ -68,7 +68,7 @@ public sealed class GemmTests
         var a = Tensor.Create(context, Dtype.I8, 1, k);
         var b = Tensor.Create(context, Dtype.I8, 1, k);
 
-        var e = Assert.Throws<NativeEngineException>(() => Ops.Gemm(a, b));
+        var e = Assert.Throws<NativeEngineException>(() => Ops.MatMulInt8(a, b));
 
         Assert.StartsWith("ne_gemm_int8:", e.NativeMessage);
         Assert.Equal(2, scope.Count);
@@ -92,8 +92,8 @@ public sealed class GemmTests
         var tas = Tensor.FromArray<float>(context, aScales);
         var tbs = Tensor.FromArray<float>(context, bScales);
 
-        var withBias = Ops.Gemm(ta, tb, tas, tbs, Tensor.FromArray<float>(context, bias));
-        var withoutBias = Ops.Gemm(ta, tb, tas, tbs);
+        var withBias = Ops.MatMulInt8(ta, tb, tas, tbs, Tensor.FromArray<float>(context, bias));
+        var withoutBias = Ops.MatMulInt8(ta, tb, tas, tbs);
 
         TestData.AssertClose(withBias.ToArray<float>(), Reference.Dequantize(acc, aScales, bScales, bias, m, n), 1e-6, "c");
         TestData.AssertClose(withoutBias.ToArray<float>(), Reference.Dequantize(acc, aScales, bScales, null, m, n), 1e-6, "c");
@@ -115,7 +115,7 @@ public sealed class GemmTests
         var tw = Tensor.FromArray<sbyte>(context, w, n, k);
         var tws = Tensor.FromArray<float>(context, wScales);
 
-        var y = Ops.Linear(Tensor.FromArray<float>(context, x, m, k), tw, tws, Tensor.FromArray<float>(context, bias));
+        var y = Ops.LinearInt8(Tensor.FromArray<float>(context, x, m, k), tw, tws, Tensor.FromArray<float>(context, bias));
 
         Assert.Equal([(long)m, n], y.Shape);
         TestData.AssertClose(y.ToArray<float>(), expected, 1e-6, "y");
@@ -134,7 +134,7 @@ public sealed class GemmTests
 
         // The same through its parts: quantize x per row, GEMM with fused dequantization.
         var (xq, xScales) = Ops.Quantize(x);
-        var parts = Ops.Gemm(xq, w, xScales, wScales);
+        var parts = Ops.MatMulInt8(xq, w, xScales, wScales);
 
         TestData.AssertClose(y.ToArray<float>(), parts.ToArray<float>().Select(v => (double)v).ToArray(), 1e-6, "y");
     }

@@ -30,8 +30,14 @@ function(ne_set_isa_flags)
       if(MSVC)
         set_source_files_properties(${source} PROPERTIES COMPILE_OPTIONS "/arch:AVX512")
       else()
-        set_source_files_properties(${source} PROPERTIES COMPILE_OPTIONS
-          "-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl;-mavx512vnni;-mavx2;-mfma;-mf16c")
+        set(avx512_options "-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl;-mavx512vnni;-mavx2;-mfma;-mf16c")
+        # GCC before 13 warns "may be used uninitialized" inside AVX-512 intrinsics whose
+        # pass-through operand is _mm512_undefined_ps() (min, max, roundscale, scalef, ...)
+        # once they are inlined into a kernel: GCC bug 105593, a false positive.
+        if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+          list(APPEND avx512_options "-Wno-maybe-uninitialized")
+        endif()
+        set_source_files_properties(${source} PROPERTIES COMPILE_OPTIONS "${avx512_options}")
       endif()
     elseif(source MATCHES "_avx2\\.cpp$")
       if(MSVC)

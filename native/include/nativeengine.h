@@ -582,6 +582,123 @@ NE_API ne_status ne_sampled_softmax_backward(ne_context* context,
                                              ne_tensor* dhidden, ne_tensor* dweight,
                                              ne_tensor* dbias);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Small ops of the model: element-wise, reductions, embedding, dropout, softmax, AdamW        */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * f32 on the CPU. Element-wise ops take tensors of any rank with a contiguous last dimension
+ * and leading dimensions that collapse into rows (as the normalizations do); an output may be
+ * the same tensor as an input of its shape (in place), but may not otherwise overlap one.
+ * Reductions are computed in a fixed order: their bits do not depend on the thread count.
+ */
+
+/**
+ * out = a + b. b has a's shape, or the shape of a's trailing dimensions and is broadcast over
+ * the leading ones (a bias [C] added to [N, C]; a positional table [T, C] added to [B, T, C]).
+ */
+NE_API ne_status ne_add(ne_context* context, const ne_tensor* a, const ne_tensor* b,
+                        ne_tensor* out);
+
+/** y = alpha * x + beta * y, element-wise, x and y of one shape; with beta = 0, y is not read. */
+NE_API ne_status ne_axpby(ne_context* context, float alpha, const ne_tensor* x, float beta,
+                          ne_tensor* y);
+
+/**
+ * Sums over rows: out[c] = sum_n x[n, c] for x [N, C] (any rank, rows as above) and out [C]; with
+ * accumulate = 1, adds into out. This is a bias's gradient.
+ */
+NE_API ne_status ne_sum_rows(ne_context* context, const ne_tensor* x, ne_tensor* out,
+                             int32_t accumulate);
+
+/**
+ * Sum of all elements of x (sum of their squares with squares = 1) into out, a one-element f32
+ * tensor (rank 0 or [1]); with accumulate = 1, adds into out, so that several tensors can be
+ * reduced into one value (a global gradient norm) without a round trip to the host. Accumulated
+ * in double.
+ */
+NE_API ne_status ne_reduce_sum(ne_context* context, const ne_tensor* x, int32_t squares,
+                               ne_tensor* out, int32_t accumulate);
+
+/** GELU with the tanh approximation (GPT-2): y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+NE_API ne_status ne_gelu_forward(ne_context* context, const ne_tensor* x, ne_tensor* y);
+
+/** dx = dy * GELU'(x); dx may be dy. */
+NE_API ne_status ne_gelu_backward(ne_context* context, const ne_tensor* x, const ne_tensor* dy,
+                                  ne_tensor* dx);
+
+/**
+ * Embedding lookup: out[..., :] = table[ids[...], :], with table [V, C], ids i32 of any shape
+ * with values in [0, V), and out of shape ids' shape + [C].
+ */
+NE_API ne_status ne_embedding_forward(ne_context* context, const ne_tensor* table,
+                                      const ne_tensor* ids, ne_tensor* out);
+
+/**
+ * Embedding backward: dtable[ids[...], :] += dout[..., :] (repeated ids add up, in a fixed
+ * order). With accumulate = 0, dtable is zeroed first; with 1, rows not in ids are untouched.
+ */
+NE_API ne_status ne_embedding_backward(ne_context* context, const ne_tensor* ids,
+                                       const ne_tensor* dout, ne_tensor* dtable,
+                                       int32_t accumulate);
+
+/** Parameters of the dropout kernels. */
+typedef struct ne_dropout_params {
+    uint32_t struct_size;
+    /** Probability of dropping an element, in [0, 1). */
+    float probability;
+    /** Seed of the mask: element i is kept by a hash of (seed, i), so the backward pass
+     *  regenerates the forward pass's mask instead of storing it. */
+    uint64_t seed;
+} ne_dropout_params;
+
+/** Inverted dropout: out = x * keep / (1 - probability), keep in {0, 1} from the seed. */
+NE_API ne_status ne_dropout_forward(ne_context* context, const ne_dropout_params* params,
+                                    const ne_tensor* x, ne_tensor* out);
+
+/** dx = dout * keep / (1 - probability), with the mask of the same params; dx may be dout. */
+NE_API ne_status ne_dropout_backward(ne_context* context, const ne_dropout_params* params,
+                                     const ne_tensor* dout, ne_tensor* dx);
+
+/**
+ * Softmax over the last dimension of x [N, C] into out (same shape): rows of -infinity give 0.
+ * Used outside training, such as attention maps; out may be x.
+ */
+NE_API ne_status ne_softmax_forward(ne_context* context, const ne_tensor* x, ne_tensor* out);
+
+/** Parameters of ne_adamw_step. */
+typedef struct ne_adamw_params {
+    uint32_t struct_size;
+    /** Step size; finite, >= 0. */
+    float learning_rate;
+    /** Decay rates of the first and second moment estimates, in [0, 1). */
+    float beta1;
+    float beta2;
+    /** Added to the root of the second moment; > 0. */
+    float epsilon;
+    /** Decoupled weight decay: param -= learning_rate * weight_decay * param; >= 0. */
+    float weight_decay;
+    /** 1-based index of this step, for the bias corrections 1 - beta^step. */
+    int64_t step;
+    /** Multiplies the gradient before use (loss scaling, gradient accumulation); finite. */
+    float grad_scale;
+    /** > 0 with grad_norm_squared: clip the gradient to this global norm. 0: no clipping. */
+    float max_grad_norm;
+} ne_adamw_params;
+
+/**
+ * One fused AdamW update of a parameter tensor (Loshchilov and Hutter, as PyTorch's AdamW):
+ * g = grad * grad_scale * clip, m = beta1 m + (1 - beta1) g, v = beta2 v + (1 - beta2) g^2,
+ * param -= learning_rate * (m / (1 - beta1^step) / (sqrt(v / (1 - beta2^step)) + epsilon)
+ * + weight_decay * param). param, grad, m and v share one shape. grad_norm_squared, a one-element
+ * f32 tensor or NULL, is the sum of squares of every parameter's raw gradient (ne_reduce_sum with
+ * squares = 1 and accumulate = 1 over all of them); with max_grad_norm > 0,
+ * clip = min(1, max_grad_norm / (|grad_scale| sqrt(grad_norm_squared))), read where the kernel
+ * runs, so clipping needs no round trip to the host.
+ */
+NE_API ne_status ne_adamw_step(ne_context* context, const ne_adamw_params* params,
+                               ne_tensor* param, const ne_tensor* grad, ne_tensor* m, ne_tensor* v,
+                               const ne_tensor* grad_norm_squared);
+
 #ifdef __cplusplus
 }
 #endif

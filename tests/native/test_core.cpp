@@ -391,3 +391,43 @@ TEST(Abi, EveryCoreFunctionRefusesNullHandles) {
     EXPECT_TRUE(fails_with(ne_tensor_copy(tensor.get(), nullptr), NE_STATUS_NULL_POINTER, {"'source'"}));
     EXPECT_TRUE(fails_with(ne_tensor_read(tensor.get(), nullptr, sizeof host), NE_STATUS_NULL_POINTER, {"'destination'"}));
 }
+
+// q, k and v as interleaved views of one fused QKV buffer [B, T, 3, H, D] share no element, so a
+// copy between them is allowed; views that do share elements are still refused.
+TEST(Tensor, InterleavedViewsOfAFusedBufferAreDisjoint) {
+    Context context = make_cpu_context();
+    constexpr int64_t B = 2, T = 3, H = 2, D = 4, C = H * D;
+    std::vector<float> values(static_cast<size_t>(B * T * 3 * C));
+    for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+    Tensor qkv = make_tensor(context.get(), NE_DTYPE_F32, {B, T, 3, H, D}, values);
+    const int64_t shape[] = {B, T, H, D};
+    const int64_t strides[] = {T * 3 * C, 3 * C, D, 1};
+    auto view = [&](int64_t offset) {
+        ne_tensor* raw = nullptr;
+        check(ne_tensor_view(qkv.get(), offset, 4, shape, strides, &raw), "ne_tensor_view");
+        return Tensor(raw);
+    };
+    Tensor q = view(0), k = view(C), v = view(2 * C);
+
+    NE_ASSERT_OK(ne_tensor_copy(k.get(), q.get()));
+    NE_ASSERT_OK(ne_tensor_copy(v.get(), k.get()));
+    const std::vector<float> after = read<float>(qkv.get());
+    for (int64_t row = 0; row < B * T; ++row) {
+        for (int64_t c = 0; c < C; ++c) {
+            const float q_value = values[static_cast<size_t>(row * 3 * C + c)];
+            EXPECT_EQ(after[static_cast<size_t>(row * 3 * C + C + c)], q_value);
+            EXPECT_EQ(after[static_cast<size_t>(row * 3 * C + 2 * C + c)], q_value);
+        }
+    }
+
+    Tensor shifted = view(D);  // head 1 of q's first row is head 0 of this view's: shared elements
+    EXPECT_TRUE(fails_with(ne_tensor_copy(shifted.get(), q.get()), NE_STATUS_INVALID_ARGUMENT, {"overlaps"}));
+    // Rows 0..T-2 and rows 1..T-1 of q: they share rows 1..T-2.
+    const int64_t fewer_rows[] = {B, T - 1, H, D};
+    ne_tensor* raw = nullptr;
+    NE_ASSERT_OK(ne_tensor_view(qkv.get(), 0, 4, fewer_rows, strides, &raw));
+    Tensor first_rows(raw);
+    NE_ASSERT_OK(ne_tensor_view(qkv.get(), 3 * C, 4, fewer_rows, strides, &raw));
+    Tensor last_rows(raw);
+    EXPECT_TRUE(fails_with(ne_tensor_copy(last_rows.get(), first_rows.get()), NE_STATUS_INVALID_ARGUMENT, {"overlaps"}));
+}

@@ -14,6 +14,8 @@ struct InsideTaskScope {
 
 }  // namespace
 
+bool ThreadPool::in_task() { return inside_task; }
+
 ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads < 1 ? 1 : num_threads) {
     workers_.reserve(static_cast<size_t>(num_threads_ - 1));
     try {

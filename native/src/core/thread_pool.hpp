@@ -22,6 +22,10 @@ public:
 
     int size() const { return num_threads_; }
 
+    // True on a thread that is running a task of some pool: a run() from there executes inline,
+    // so a kernel called there should plan (and allocate workspace) for one thread.
+    static bool in_task();
+
     // Calls task(thread_index, thread_count) once on each of thread_count threads (the caller is
     // index 0) and returns when all have finished. thread_count is clamped to [1, size()].
     // Rethrows the first exception a task threw. Called from inside a task, runs inline.

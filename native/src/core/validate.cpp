@@ -1,5 +1,6 @@
 #include "validate.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <sstream>
 
@@ -140,6 +141,60 @@ void byte_span(const ne_tensor& t, int64_t& first, int64_t& last) {
     last = last_element * size + size - 1;
 }
 
+
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0); }
+int64_t ceil_div_signed(int64_t a, int64_t b) { return -floor_div(-a, b); }
+
+// Whether delta = sum_k j_k * strides[k] has a solution with low[k] <= j_k <= high[k], the
+// dimensions ordered by decreasing stride. Depth first, outermost dimension first, trying only
+// the j_k that leave a remainder the inner dimensions can still cover. `budget` bounds the search
+// for unusual layouts; running out of it answers yes, the safe answer.
+bool lattice_reaches(const int64_t* strides, const int64_t* low, const int64_t* high, int count, int64_t delta,
+                     int& budget) {
+    if (count == 0) return delta == 0;
+    if (--budget < 0) return true;
+    int64_t inner_min = 0, inner_max = 0;
+    for (int k = 1; k < count; ++k) {
+        inner_min += low[k] * strides[k];
+        inner_max += high[k] * strides[k];
+    }
+    const int64_t first = std::max(low[0], ceil_div_signed(delta - inner_max, strides[0]));
+    const int64_t last = std::min(high[0], floor_div(delta - inner_min, strides[0]));
+    for (int64_t j = first; j <= last; ++j) {
+        if (lattice_reaches(strides + 1, low + 1, high + 1, count - 1, delta - j * strides[0], budget)) return true;
+    }
+    return false;
+}
+
+// Two views of one allocation with the same dtype and strides touch the elements
+// offset + sum_k i_k s_k, 0 <= i_k < n_k. They share one exactly when the difference of their
+// offsets is sum_k j_k s_k with -(n_b,k - 1) <= j_k <= n_a,k - 1. This tells apart interleaved
+// views that a byte range cannot, such as the q, k and v views of one fused QKV buffer.
+bool same_stride_views_overlap(const ne_tensor& a, const ne_tensor& b) {
+    struct Dimension {
+        int64_t stride, low, high;
+    };
+    int64_t strides[NE_MAX_RANK], low[NE_MAX_RANK], high[NE_MAX_RANK];
+    int count = 0;
+    for (int32_t i = 0; i < a.rank; ++i) {
+        const Dimension dim{a.strides[i], -(b.shape[i] - 1), a.shape[i] - 1};
+        if (dim.stride == 0 || (dim.low == 0 && dim.high == 0)) continue;
+        // Insert in order of decreasing stride (at most NE_MAX_RANK entries).
+        int k = count++;
+        for (; k > 0 && strides[k - 1] < dim.stride; --k) {
+            strides[k] = strides[k - 1];
+            low[k] = low[k - 1];
+            high[k] = high[k - 1];
+        }
+        strides[k] = dim.stride;
+        low[k] = dim.low;
+        high[k] = dim.high;
+    }
+    constexpr int kSearchBudget = 4096;
+    int budget = kSearchBudget;
+    return lattice_reaches(strides, low, high, count, b.offset - a.offset, budget);
+}
+
 }  // namespace
 
 bool overlaps(const ne_tensor& a, const ne_tensor& b) {
@@ -147,7 +202,10 @@ bool overlaps(const ne_tensor& a, const ne_tensor& b) {
     int64_t a_first, a_last, b_first, b_last;
     byte_span(a, a_first, a_last);
     byte_span(b, b_first, b_last);
-    return a_first <= b_last && b_first <= a_last;
+    if (a_first > b_last || b_first > a_last) return false;
+    bool same_strides = a.dtype == b.dtype && a.rank == b.rank;
+    for (int32_t i = 0; same_strides && i < a.rank; ++i) same_strides = a.strides[i] == b.strides[i];
+    return same_strides ? same_stride_views_overlap(a, b) : true;
 }
 
 void expect_no_overlap(const ne_tensor& output, const char* output_name, const ne_tensor& input,

@@ -13,6 +13,18 @@ internal static class TestData
         return values;
     }
 
+    /// <summary>A seed derived from the test case's parameters, the same in every process (unlike
+    /// <see cref="HashCode"/>, which .NET randomizes per process).</summary>
+    public static int Seed(params long[] parts)
+    {
+        var hash = 14695981039346656037UL;  // FNV-1a
+        foreach (var part in parts)
+        {
+            hash = (hash ^ (ulong)part) * 1099511628211UL;
+        }
+        return (int)(hash ^ (hash >> 32));
+    }
+
     public static sbyte[] Int8(Random random, int count)
     {
         var values = new sbyte[count];

@@ -1,5 +1,14 @@
 # Warnings, sanitizers and per-ISA flags shared by every native target.
 
+# ne_set_numerics(<target>): no floating-point contraction. GCC fuses a * b + c into an FMA
+# where it likes (even in ISO mode), which would make a kernel's bits depend on the compiler's
+# choices and differ between ISA levels; kernels that want an FMA write it explicitly.
+function(ne_set_numerics target)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-ffp-contract=off>)
+  endif()
+endfunction()
+
 # ne_set_warnings(<target>): the project's warning set, as errors when NE_WARNINGS_AS_ERRORS is on.
 function(ne_set_warnings target)
   if(MSVC)

@@ -262,6 +262,39 @@ namespace NativeEngine.Interop
         public int Accumulate;
     }
 
+    /// <summary>Parameters of the dropout kernels.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NeDropoutParams
+    {
+        public uint StructSize;
+        /// <summary>Probability of dropping an element, in [0, 1).</summary>
+        public float Probability;
+        /// <summary>Seed of the mask: element i is kept by a hash of (seed, i), so the backward pass regenerates the forward pass&apos;s mask instead of storing it.</summary>
+        public ulong Seed;
+    }
+
+    /// <summary>Parameters of ne_adamw_step.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NeAdamwParams
+    {
+        public uint StructSize;
+        /// <summary>Step size; finite, &gt;= 0.</summary>
+        public float LearningRate;
+        /// <summary>Decay rates of the first and second moment estimates, in [0, 1).</summary>
+        public float Beta1;
+        public float Beta2;
+        /// <summary>Added to the root of the second moment; &gt; 0.</summary>
+        public float Epsilon;
+        /// <summary>Decoupled weight decay: param -= learning_rate * weight_decay * param; &gt;= 0.</summary>
+        public float WeightDecay;
+        /// <summary>1-based index of this step, for the bias corrections 1 - beta^step.</summary>
+        public long Step;
+        /// <summary>Multiplies the gradient before use (loss scaling, gradient accumulation); finite.</summary>
+        public float GradScale;
+        /// <summary>&gt; 0 with grad_norm_squared: clip the gradient to this global norm. 0: no clipping.</summary>
+        public float MaxGradNorm;
+    }
+
     /// <summary>Owns one native <c>ne_context</c>; disposing it calls <c>ne_context_destroy</c>.</summary>
     internal sealed partial class ContextHandle : SafeHandle
     {
@@ -337,6 +370,18 @@ namespace NativeEngine.Interop
             "ne_sample_log_uniform",
             "ne_sampled_softmax_forward",
             "ne_sampled_softmax_backward",
+            "ne_add",
+            "ne_axpby",
+            "ne_sum_rows",
+            "ne_reduce_sum",
+            "ne_gelu_forward",
+            "ne_gelu_backward",
+            "ne_embedding_forward",
+            "ne_embedding_backward",
+            "ne_dropout_forward",
+            "ne_dropout_backward",
+            "ne_softmax_forward",
+            "ne_adamw_step",
         ];
 
         /// <summary>The ABI version of the loaded library (NE_ABI_VERSION it was built with).</summary>
@@ -474,5 +519,53 @@ namespace NativeEngine.Interop
         /// <summary>From dloss [N] and the forward&apos;s probs: overwrites dhidden [N, D]; writes (or adds into, see accumulate) dweight [V, D] and dbias [V] (either may be NULL) at the rows of the targets and samples.</summary>
         [LibraryImport(LibraryName, EntryPoint = "ne_sampled_softmax_backward")]
         internal static partial Status ne_sampled_softmax_backward(ContextHandle context, NeSampledSoftmaxParams* @params, TensorHandle hidden, TensorHandle weight, TensorHandle targets, TensorHandle samples, TensorHandle probs, TensorHandle dloss, TensorHandle dhidden, TensorHandle dweight, TensorHandle dbias);
+
+        /// <summary>out = a + b. b has a&apos;s shape, or the shape of a&apos;s trailing dimensions and is broadcast over the leading ones (a bias [C] added to [N, C]; a positional table [T, C] added to [B, T, C]).</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_add")]
+        internal static partial Status ne_add(ContextHandle context, TensorHandle a, TensorHandle b, TensorHandle @out);
+
+        /// <summary>y = alpha * x + beta * y, element-wise, x and y of one shape; with beta = 0, y is not read.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_axpby")]
+        internal static partial Status ne_axpby(ContextHandle context, float alpha, TensorHandle x, float beta, TensorHandle y);
+
+        /// <summary>Sums over rows: out[c] = sum_n x[n, c] for x [N, C] (any rank, rows as above) and out [C]; with accumulate = 1, adds into out. This is a bias&apos;s gradient.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_sum_rows")]
+        internal static partial Status ne_sum_rows(ContextHandle context, TensorHandle x, TensorHandle @out, int accumulate);
+
+        /// <summary>Sum of all elements of x (sum of their squares with squares = 1) into out, a one-element f32 tensor (rank 0 or [1]); with accumulate = 1, adds into out, so that several tensors can be reduced into one value (a global gradient norm) without a round trip to the host. Accumulated in double.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_reduce_sum")]
+        internal static partial Status ne_reduce_sum(ContextHandle context, TensorHandle x, int squares, TensorHandle @out, int accumulate);
+
+        /// <summary>GELU with the tanh approximation (GPT-2): y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_gelu_forward")]
+        internal static partial Status ne_gelu_forward(ContextHandle context, TensorHandle x, TensorHandle y);
+
+        /// <summary>dx = dy * GELU&apos;(x); dx may be dy.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_gelu_backward")]
+        internal static partial Status ne_gelu_backward(ContextHandle context, TensorHandle x, TensorHandle dy, TensorHandle dx);
+
+        /// <summary>Embedding lookup: out[..., :] = table[ids[...], :], with table [V, C], ids i32 of any shape with values in [0, V), and out of shape ids&apos; shape + [C].</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_embedding_forward")]
+        internal static partial Status ne_embedding_forward(ContextHandle context, TensorHandle table, TensorHandle ids, TensorHandle @out);
+
+        /// <summary>Embedding backward: dtable[ids[...], :] += dout[..., :] (repeated ids add up, in a fixed order). With accumulate = 0, dtable is zeroed first; with 1, rows not in ids are untouched.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_embedding_backward")]
+        internal static partial Status ne_embedding_backward(ContextHandle context, TensorHandle ids, TensorHandle dout, TensorHandle dtable, int accumulate);
+
+        /// <summary>Inverted dropout: out = x * keep / (1 - probability), keep in {0, 1} from the seed.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_dropout_forward")]
+        internal static partial Status ne_dropout_forward(ContextHandle context, NeDropoutParams* @params, TensorHandle x, TensorHandle @out);
+
+        /// <summary>dx = dout * keep / (1 - probability), with the mask of the same params; dx may be dout.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_dropout_backward")]
+        internal static partial Status ne_dropout_backward(ContextHandle context, NeDropoutParams* @params, TensorHandle dout, TensorHandle dx);
+
+        /// <summary>Softmax over the last dimension of x [N, C] into out (same shape): rows of -infinity give 0. Used outside training, such as attention maps; out may be x.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_softmax_forward")]
+        internal static partial Status ne_softmax_forward(ContextHandle context, TensorHandle x, TensorHandle @out);
+
+        /// <summary>One fused AdamW update of a parameter tensor (Loshchilov and Hutter, as PyTorch&apos;s AdamW): g = grad * grad_scale * clip, m = beta1 m + (1 - beta1) g, v = beta2 v + (1 - beta2) g^2, param -= learning_rate * (m / (1 - beta1^step) / (sqrt(v / (1 - beta2^step)) + epsilon) + weight_decay * param). param, grad, m and v share one shape. grad_norm_squared, a one-element f32 tensor or NULL, is the sum of squares of every parameter&apos;s raw gradient (ne_reduce_sum with squares = 1 and accumulate = 1 over all of them); with max_grad_norm &gt; 0, clip = min(1, max_grad_norm / (|grad_scale| sqrt(grad_norm_squared))), read where the kernel runs, so clipping needs no round trip to the host.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_adamw_step")]
+        internal static partial Status ne_adamw_step(ContextHandle context, NeAdamwParams* @params, TensorHandle param, TensorHandle grad, TensorHandle m, TensorHandle v, TensorHandle grad_norm_squared);
     }
 }

@@ -4,8 +4,10 @@ namespace NativeEngine;
 
 /// <summary>
 /// The kernels, one partial file per family: normalization (Ops.Normalization.cs), int8
-/// (Ops.Int8.cs), GEMM (Ops.Gemm.cs), attention (Ops.Attention.cs) and the softmax cross-entropy
-/// losses (Ops.CrossEntropy.cs).
+/// (Ops.Int8.cs), GEMM (Ops.Gemm.cs), attention (Ops.Attention.cs), the softmax cross-entropy
+/// losses (Ops.CrossEntropy.cs), and the small ops of the model: element-wise ops, GELU, dropout and
+/// softmax (Ops.Elementwise.cs), reductions (Ops.Reduce.cs), embeddings (Ops.Embedding.cs) and the
+/// AdamW update (Ops.Optimizer.cs).
 /// </summary>
 /// <remarks>
 /// <para>Two flavours. The thin wrappers (<c>LayerNormForward</c>, <c>Gemm</c>, <c>AttentionForward</c>, ...)

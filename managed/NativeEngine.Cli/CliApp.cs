@@ -10,12 +10,16 @@ namespace NativeEngine.Cli;
 internal static class CliApp
 {
     /// <summary>The command run when none is given.</summary>
-    public const string DefaultCommand = "demo";
+    public const string DefaultCommand = "train";
 
     public static RootCommand BuildRootCommand()
     {
-        var root = new RootCommand("NativeEngine: fused CPU kernels behind a C ABI, from .NET.");
-        // One class per command; later: train, generate, eval, quantize, bench.
+        var root = new RootCommand("NativeEngine: train and run transformers on fused native kernels, from .NET.");
+        root.Add(TrainCommand.Create());
+        root.Add(GenerateCommand.Create());
+        root.Add(EvalCommand.Create());
+        root.Add(QuantizeCommand.Create());
+        root.Add(BenchCommand.Create());
         root.Add(InfoCommand.Create());
         root.Add(DemoCommand.Create());
         return root;
@@ -23,7 +27,7 @@ internal static class CliApp
 
     public static int Run(string[] args)
     {
-        // No command (nothing, or only options such as --threads 2): run the demo.
+        // No command (nothing, or only options such as --threads 2): run the main job.
         if (args.Length == 0 || (args[0].StartsWith('-') && args[0] is not ("--help" or "-h" or "-?" or "--version")))
         {
             args = [DefaultCommand, .. args];

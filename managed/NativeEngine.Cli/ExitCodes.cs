@@ -15,6 +15,12 @@ internal static class ExitCodes
     /// <summary>The native library could not be loaded or reported an error.</summary>
     public const int NativeError = 3;
 
+    /// <summary>An input file (data, checkpoint) is missing, unreadable or corrupt.</summary>
+    public const int InputError = 4;
+
+    /// <summary>The user interrupted the command (Ctrl+C); the last good checkpoint is intact.</summary>
+    public const int Canceled = 130;
+
     /// <summary>An unexpected error (a bug).</summary>
     public const int InternalError = 70;
 }

@@ -195,6 +195,73 @@ public sealed class DecoderOnlyTransformer : Module, ILanguageModel, IAutoregres
         return scope.Keep(LanguageModelChecks.LastPositionLogits(Forward(ids).Value, OutputWeight.Value));
     }
 
+    /// <summary>The attention probabilities of one head of one layer over a single sequence, for inspection (an
+    /// attention heatmap): the causal softmax of the scaled query-key products that the layer's attention kernel
+    /// uses, recomputed on the host from the layer's fused query/key/value projection (nothing recorded).</summary>
+    /// <param name="ids">The sequence, 1 to <see cref="MaxSequenceLength"/> token ids.</param>
+    /// <param name="layer">The block, 0 to Layers - 1.</param>
+    /// <param name="head">The query head, 0 to Heads - 1 (its key head is shared under grouped-query attention).</param>
+    /// <returns>[T, T] row-major: row i holds query i's weights over keys 0..T-1 (0 above the diagonal).</returns>
+    /// <exception cref="ArgumentOutOfRangeException">An argument is out of range.</exception>
+    public float[] AttentionWeights(ReadOnlySpan<int> ids, int layer, int head)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(ids.Length, 1, nameof(ids));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(ids.Length, MaxSequenceLength, nameof(ids));
+        ArgumentOutOfRangeException.ThrowIfNegative(layer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(layer, Config.Layers);
+        ArgumentOutOfRangeException.ThrowIfNegative(head);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(head, Config.Heads);
+        var t = ids.Length;
+        float[] qkv;
+        using (GradientTape.NoGrad())
+        using (var scope = new TensorScope())
+        {
+            var tokens = Tensor.FromArray(Context, ids, 1, t);
+            var x = EmbeddingDropout.Forward(Fn.Add(TokenEmbedding.Forward(tokens), Position.Forward(0, t)));
+            Variable? residual = null;
+            for (var i = 0; i < layer; i++)
+            {
+                (x, residual) = Blocks[i].Forward(x, residual);
+            }
+            var block = Blocks[layer];
+            var normalized = block.Ln1.Forward(x, residual).Output;
+            qkv = block.Attention.Qkv!.Forward(normalized).Value.ToArray<float>();
+        }
+        var d = Config.HeadDimension;
+        var width = qkv.Length / t;
+        var kvHead = head / (Config.Heads / Config.KvHeads);
+        var queryOffset = head * d;
+        var keyOffset = Config.Heads * d + kvHead * d;
+        var scale = 1.0 / Math.Sqrt(d);
+        var weights = new float[t * t];
+        var row = new double[t];
+        for (var i = 0; i < t; i++)
+        {
+            var max = double.NegativeInfinity;
+            for (var j = 0; j <= i; j++)
+            {
+                double dot = 0;
+                for (var c = 0; c < d; c++)
+                {
+                    dot += (double)qkv[i * width + queryOffset + c] * qkv[j * width + keyOffset + c];
+                }
+                row[j] = dot * scale;
+                max = Math.Max(max, row[j]);
+            }
+            double sum = 0;
+            for (var j = 0; j <= i; j++)
+            {
+                row[j] = Math.Exp(row[j] - max);
+                sum += row[j];
+            }
+            for (var j = 0; j <= i; j++)
+            {
+                weights[i * t + j] = (float)(row[j] / sum);
+            }
+        }
+        return weights;
+    }
+
     /// <inheritdoc />
     public KeyValueCache CreateCache(int batch, int maxLength)
     {

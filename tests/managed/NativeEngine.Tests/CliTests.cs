@@ -9,7 +9,7 @@ namespace NativeEngine.Tests;
 [Collection(GlobalStateCollection.Name)]
 public sealed class CliTests
 {
-    private static (int ExitCode, string[] ErrorLines) Run(params string[] args)
+    internal static (int ExitCode, string[] ErrorLines) Run(params string[] args)
     {
         var originalError = Console.Error;
         using var error = new StringWriter();
@@ -26,12 +26,21 @@ public sealed class CliTests
     }
 
     [Fact]
-    public void TheDefaultCommandRunsTheDemoAndEveryCheckPasses()
+    public void TheDemoRunsAndEveryCheckPasses()
     {
-        var (exitCode, errors) = Run();
+        var (exitCode, errors) = Run("demo");
 
         Assert.Empty(errors);
         Assert.Equal(ExitCodes.Success, exitCode);
+    }
+
+    [Fact]
+    public void OptionsWithoutACommandGoToTrain()
+    {
+        var (exitCode, errors) = Run("--steps", "0");
+
+        Assert.Equal(ExitCodes.UsageError, exitCode);
+        Assert.Equal("error: --steps must be positive; got 0", Assert.Single(errors));
     }
 
     [Fact]

@@ -114,9 +114,10 @@ public sealed class GradientTape : IDisposable
                 $"Backward(loss) needs a one-element loss; this variable has shape [{string.Join(", ", loss.Shape)}]. " +
                 "Reduce it first, or pass its gradient with Backward(output, outputGradient).", nameof(loss));
         }
-        Start(loss, nameof(loss));
+        Validate(loss, nameof(loss));
         var seed = NewTensor(loss.Context, loss.Shape);
         seed.Fill(1);
+        _backwardStarted = true;
         Run(loss, seed);
     }
 
@@ -128,14 +129,24 @@ public sealed class GradientTape : IDisposable
     /// <exception cref="ArgumentException"><paramref name="output"/> does not require a gradient or was recorded
     /// by another tape.</exception>
     /// <exception cref="InvalidOperationException">Backward already ran on this tape.</exception>
-    /// <exception cref="NativeEngineException"><paramref name="outputGradient"/>'s shape or dtype differs.</exception>
+    /// <exception cref="NativeEngineException"><paramref name="outputGradient"/>'s shape or dtype differs (the tape
+    /// stays usable).</exception>
     public void Backward(Variable output, Tensor outputGradient)
     {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(outputGradient);
-        Start(output, nameof(output));
+        Validate(output, nameof(output));
         var seed = NewTensor(output.Context, output.Shape);
-        seed.CopyFrom(outputGradient);
+        try
+        {
+            seed.CopyFrom(outputGradient);
+        }
+        catch
+        {
+            seed.Dispose();
+            throw;
+        }
+        _backwardStarted = true;
         Run(output, seed);
     }
 
@@ -164,7 +175,8 @@ public sealed class GradientTape : IDisposable
         return previous;
     }
 
-    private void Start(Variable output, string argument)
+    // Checks everything before the tape is marked as having run, so that a refused call leaves it usable.
+    private void Validate(Variable output, string argument)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_backwardStarted)
@@ -181,7 +193,6 @@ public sealed class GradientTape : IDisposable
         {
             throw new ArgumentException("The variable was recorded by another tape.", argument);
         }
-        _backwardStarted = true;
     }
 
     private void Run(Variable output, Tensor seed)

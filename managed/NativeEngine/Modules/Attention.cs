@@ -219,4 +219,14 @@ public sealed class Mlp : Module
         using var scope = new ForwardScope();
         return scope.Keep(ResidualDropout.Forward(Proj.Forward(Fn.Gelu(Fc.Forward(x)))));
     }
+
+    /// <summary>Applies the block without its dropout, whatever the mode: for incremental decoding, which is
+    /// inference (as <see cref="MultiHeadAttention.Forward(Variable, KeyValueCache, int)"/>).</summary>
+    /// <param name="x">[..., C].</param>
+    /// <returns>[..., C]. Ownership: see <see cref="Fn"/>.</returns>
+    internal Variable ForwardWithoutDropout(Variable x)
+    {
+        using var scope = new ForwardScope();
+        return scope.Keep(Proj.Forward(Fn.Gelu(Fc.Forward(x))));
+    }
 }

@@ -83,7 +83,8 @@ public sealed class TransformerBlock : Module
     }
 
     /// <summary>Incremental decoding (inference): as <see cref="Forward(Variable, Variable?, Tensor?)"/> for the new
-    /// tokens, attending over layer <paramref name="layer"/> of <paramref name="cache"/>.</summary>
+    /// tokens, attending over layer <paramref name="layer"/> of <paramref name="cache"/>, without dropout in either
+    /// mode and without recording.</summary>
     /// <param name="x">The previous branch's output for the new tokens, [B, Tnew, C].</param>
     /// <param name="residual">The residual stream, or null.</param>
     /// <param name="cache">The key/value cache.</param>
@@ -96,7 +97,7 @@ public sealed class TransformerBlock : Module
         var (h, stream) = Ln1.Forward(x, residual);
         var attended = Attention.Forward(h, cache, layer);
         var (h2, stream2) = Ln2.Forward(attended, stream);
-        var branch = Mlp.Forward(h2);
+        var branch = Mlp.ForwardWithoutDropout(h2);
         return new BlockOutput(scope.Keep(branch), scope.Keep(stream2));
     }
 }

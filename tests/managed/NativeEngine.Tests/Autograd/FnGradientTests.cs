@@ -238,12 +238,16 @@ public sealed class FnGradientTests
 
     public static TheoryData<bool, int, int, int[]?> SelfAttentionCases() => new()
     {
-        { false, 4, 5, null },          // plain multi-head
-        { true, 4, 5, null },           // causal
-        { true, 2, 5, null },           // causal, grouped-query
-        { true, 1, 5, new[] { 5, 2 } }, // multi-query; key lengths 2 < T: causal rows 0 and 1 of sequence 1 see no key
-        { false, 2, 5, new[] { 3, 0 } },// sequence 1 fully masked
-        { true, 2, 1, null },           // T = 1
+        // Plain multi-head; causal; causal grouped-query.
+        { false, 4, 5, null },
+        { true, 4, 5, null },
+        { true, 2, 5, null },
+        // Multi-query with key lengths 2 < T: causal rows 0 and 1 of sequence 1 see no key.
+        { true, 1, 5, new[] { 5, 2 } },
+        // Sequence 1 entirely masked.
+        { false, 2, 5, new[] { 3, 0 } },
+        // One token.
+        { true, 2, 1, null },
         { false, 2, 1, new[] { 1, 1 } },
     };
 

@@ -21,46 +21,56 @@ public sealed class KeyValueCacheTests
         using var scope = new TensorScope();
         using var attention = new MultiHeadAttention(context, C, Heads, KvHeads, causal: true, dropout: 0.1f);
         ModuleFixtures.Randomize(attention, 61);
-        attention.Eval();
         var x = TestData.Floats(new Random(62), B * T * C);
         using var cache = new KeyValueCache(context, 1, B, T, KvHeads, C / Heads);
 
         double[] full;
+        attention.Eval();
         using (GradientTape.NoGrad())
         {
             full = attention.Forward(new Variable(Tensor.FromArray<float>(context, x, B, T, C))).Value.ToArray<float>()
                 .Select(v => (double)v).ToArray();
         }
+        attention.Train();  // decoding is inference: no residual dropout in either mode
         var incremental = Decode(chunks, x, cache, tokens => attention.Forward(tokens, cache, 0));
 
         TestData.AssertClose(incremental, full, Tolerance, "incremental attention");
         Assert.Equal(T, cache.Length);
     }
 
-    [Fact]
-    public void TransformerBlockDecodedIncrementallyEqualsTheFullCausalPass()
+    /// <summary>Two chained blocks (the second takes the first's pending residual) on layers 0 and 1 of one cache.
+    /// Decoding is inference: residual dropout is off even when the modules are in training mode.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TransformerBlocksDecodedIncrementallyEqualTheFullCausalPass(bool trainingMode)
     {
         using var context = Context.Create();
         using var scope = new TensorScope();
-        using var block = new TransformerBlock(context, C, Heads, KvHeads, 32, causal: true);
-        ModuleFixtures.Randomize(block, 63);
+        using var blocks = new ModuleList<TransformerBlock>(context,
+            [new TransformerBlock(context, C, Heads, KvHeads, 32, causal: true, dropout: 0.5f),
+             new TransformerBlock(context, C, Heads, KvHeads, 32, causal: true, dropout: 0.5f)]);
+        ModuleFixtures.Randomize(blocks, 63);
         var x = TestData.Floats(new Random(64), B * T * C);
         using var cache = new KeyValueCache(context, 2, B, T, KvHeads, C / Heads);
 
         double[] full;
+        blocks.Eval();
         using (GradientTape.NoGrad())
         {
-            full = block.Forward(new Variable(Tensor.FromArray<float>(context, x, B, T, C))).Value.ToArray<float>()
-                .Select(v => (double)v).ToArray();
+            var (branch, residual) = blocks[0].Forward(new Variable(Tensor.FromArray<float>(context, x, B, T, C)), residual: null);
+            (branch, residual) = blocks[1].Forward(branch, residual);
+            full = Ops.Add(branch.Value, residual.Value).ToArray<float>().Select(v => (double)v).ToArray();
         }
-        // Layer 1 of the cache, to show the layer index is honoured.
-        var incremental = Decode([1, 1, 1, 1, 1, 1], x, cache, tokens =>
+        blocks.Train(trainingMode);
+        var incremental = Decode([1, 2, 1, 1, 1], x, cache, tokens =>
         {
-            var (branch, residual) = block.Forward(tokens, null, cache, 1);
+            var (branch, residual) = blocks[0].Forward(tokens, null, cache, 0);
+            (branch, residual) = blocks[1].Forward(branch, residual, cache, 1);
             return new Variable(Ops.Add(branch.Value, residual.Value));
         });
 
-        TestData.AssertClose(incremental, full, Tolerance, "incremental block");
+        TestData.AssertClose(incremental, full, Tolerance, "incremental blocks");
     }
 
     [Fact]

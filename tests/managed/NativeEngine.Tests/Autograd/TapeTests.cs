@@ -139,6 +139,47 @@ public sealed class TapeTests
         Assert.Equal(new float[6], x.Grad!.ToArray<float>());
     }
 
+    /// <summary>Ids, targets and key lengths the caller disposes right after the forward pass stay alive for
+    /// the backward pass.</summary>
+    [Fact]
+    public void TheTapeKeepsItsNonDifferentiableInputsAlive()
+    {
+        using var context = Context.Create();
+        var random = new Random(50);
+        using var table = new Variable(Tensor.FromArray<float>(context, TestData.Floats(random, 6 * 16), 6, 16), requiresGrad: true);
+        using var classes = new Variable(Tensor.FromArray<float>(context, TestData.Floats(random, 6 * 16), 6, 16), requiresGrad: true);
+        using var qkvWeight = new Variable(Tensor.FromArray<float>(context, TestData.Floats(random, 32 * 16, 0.3f), 32, 16),
+            requiresGrad: true);
+
+        float[] Gradient(bool disposeEarly)
+        {
+            table.ZeroGrad();
+            using var tape = new GradientTape();
+            var ids = Tensor.FromArray<int>(context, [1, 2, 3, 4, 5, 0], 2, 3).MoveTo(null);
+            var targets = Tensor.FromArray<int>(context, [2, 3, 4, 5, 0, -1], 2, 3).MoveTo(null);
+            var lengths = Tensor.FromArray<int>(context, [3, 2]).MoveTo(null);
+            var x = Fn.Embedding(table, ids);
+            var attended = Fn.SelfAttention(Fn.Linear(x, qkvWeight), 4, 2, causal: false, lengths);
+            var loss = Fn.CrossEntropyLoss(attended, classes, null, targets);
+            if (disposeEarly)
+            {
+                ids.Dispose();
+                targets.Dispose();
+                lengths.Dispose();
+            }
+            tape.Backward(loss);
+            if (!disposeEarly)
+            {
+                ids.Dispose();
+                targets.Dispose();
+                lengths.Dispose();
+            }
+            return table.Grad!.ToArray<float>();
+        }
+
+        Assert.Equal(Gradient(disposeEarly: false), Gradient(disposeEarly: true));
+    }
+
     [Fact]
     public void ParameterGradientsAccumulateAcrossTapesUntilZeroGrad()
     {
@@ -227,5 +268,34 @@ public sealed class TapeTests
         var final = context.GetMemoryStats();
         Assert.Equal((baseline.LiveTensors, baseline.LiveAllocations, baseline.LiveBytes),
             (final.LiveTensors, final.LiveAllocations, final.LiveBytes));
+    }
+
+    /// <summary>A forward pass that is not recorded frees its intermediates when it returns: only its results
+    /// remain, in the caller's scope.</summary>
+    [Fact]
+    public void AnUnrecordedForwardPassLeavesOnlyItsResults()
+    {
+        using var context = Context.Create();
+        using var block = new TransformerBlock(context, 16, 4, 2, 32, causal: true, dropout: 0.1f);
+        using var decoder = new DecoderBlock(context, 16, 4, 2, 32);
+        using var cache = new KeyValueCache(context, 1, 2, 5, 2, 4);
+        using var scope = new TensorScope();
+        var random = new Random(51);
+        var x = new Variable(Tensor.FromArray<float>(context, TestData.Floats(random, 2 * 5 * 16), 2, 5, 16));
+        var memory = new Variable(Tensor.FromArray<float>(context, TestData.Floats(random, 2 * 3 * 16), 2, 3, 16));
+
+        long Live() => context.GetMemoryStats().LiveTensors;
+        var before = Live();
+        using (GradientTape.NoGrad())
+        {
+            var output = block.Forward(x);
+            Assert.Equal(before + 1, Live());
+            Assert.True(scope.Contains(output.Value));
+            _ = decoder.Forward(x, memory);
+            Assert.Equal(before + 2, Live());
+        }
+        var (branch, residual) = block.Forward(x, null, cache, 0);
+        Assert.Equal(before + 4, Live());
+        Assert.True(scope.Contains(branch.Value) && scope.Contains(residual.Value));
     }
 }

@@ -342,7 +342,9 @@ NE_API ne_status ne_gemm(ne_context* context, const ne_gemm_params* params, cons
     return ne::guard("ne_gemm", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
         const ne_gemm_params checked = ne::params_arg(params, "params", sizeof(ne_gemm_params), ne_gemm_params{});
-        ne::cpu::sgemm_batched(ctx, ne::cpu::gemm_args(ctx, checked, a, b, c));
+        const ne::cpu::SgemmBatch batch = ne::cpu::gemm_args(ctx, checked, a, b, c);
+        if (ctx.device) ctx.device->sgemm_batched(batch);
+        else ne::cpu::sgemm_batched(ctx, batch);
     });
 }
 

@@ -34,6 +34,10 @@ function(ne_pick_cuda_host_compiler)
 endfunction()
 
 if(NOT NE_CUDA STREQUAL "OFF")
+  # A compiler not found by an earlier configure (before nvcc was installed) is looked for again.
+  if(DEFINED CACHE{CMAKE_CUDA_COMPILER} AND NOT CMAKE_CUDA_COMPILER)
+    unset(CMAKE_CUDA_COMPILER CACHE)
+  endif()
   ne_pick_cuda_host_compiler()
   include(CheckLanguage)
   check_language(CUDA)

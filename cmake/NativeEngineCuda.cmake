@@ -3,6 +3,7 @@
 #
 # NE_CUDA: AUTO (build the CUDA library when a CUDA compiler works), ON (require it), OFF.
 # CMAKE_CUDA_ARCHITECTURES: 80;90 unless given (plus 90a, the wgmma/TMA target, from CUDA 12 on).
+# CUDA 11.8 (CI) and 13 (the GPU machine) must both compile every source.
 
 set(NE_CUDA "AUTO" CACHE STRING "Build libnativeengine_cuda: AUTO (when nvcc works), ON or OFF")
 set_property(CACHE NE_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -42,15 +43,14 @@ if(NOT NE_CUDA STREQUAL "OFF")
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
+    # The default, 80;90, gains 90a (wgmma/TMA) from CUDA 12 on; any other value given on the
+    # command line (-DCMAKE_CUDA_ARCHITECTURES=90 on the GPU machine) is kept as it is.
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 80 90)
     endif()
     enable_language(CUDA)
-    if(NOT DEFINED CACHE{NE_CUDA_ARCHITECTURES_EXTENDED} AND CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 12
-       AND "90" IN_LIST CMAKE_CUDA_ARCHITECTURES)
-      list(APPEND CMAKE_CUDA_ARCHITECTURES 90a)
-      set(CMAKE_CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}" CACHE STRING "CUDA architectures" FORCE)
-      set(NE_CUDA_ARCHITECTURES_EXTENDED ON CACHE INTERNAL "")
+    if(CMAKE_CUDA_ARCHITECTURES STREQUAL "80;90" AND CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 12)
+      set(CMAKE_CUDA_ARCHITECTURES "80;90;90a" CACHE STRING "CUDA architectures" FORCE)
     endif()
     find_package(CUDAToolkit)
     if(CUDAToolkit_FOUND AND TARGET CUDA::cublas AND TARGET CUDA::cublasLt AND TARGET CUDA::cudart_static)

@@ -102,7 +102,7 @@ int main() {
         for (ne_tensor* t : {x, residual, gamma, beta, y, sum, mean, rstd, dy, dx, dgamma, dbeta}) ne_tensor_destroy(t);
     }
 
-    {  // GEMMs at 4096^3: int8 (int32 output, and f32 with the dequantizing epilogue) and f32.
+    {  // GEMMs at 4096^3: int8 (int32 output, and f32 with the dequantizing epilogue), f32 and bf16.
         const int64_t n = 4096;
         const double operations = 2.0 * static_cast<double>(n) * n * n;
         ne_tensor* a = tensor(context, NE_DTYPE_I8, {n, n});
@@ -121,7 +121,14 @@ int main() {
         const ne_gemm_params params{sizeof(ne_gemm_params), 0, 1, 1.0f, 0.0f};
         ms = time_ms(context, [&] { return ne_gemm(context, &params, fa, fb, c); }, "ne_gemm (f32)");
         report("gemm_f32_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s");
-        for (ne_tensor* t : {a, b, acc, c, scales, fa, fb}) ne_tensor_destroy(t);
+        ne_tensor* ha = tensor(context, NE_DTYPE_BF16, {n, n});
+        ne_tensor* hb = tensor(context, NE_DTYPE_BF16, {n, n});
+        ne_tensor* hc = tensor(context, NE_DTYPE_BF16, {n, n});
+        check(ne_tensor_fill(ha, 0.5), "ne_tensor_fill");
+        check(ne_tensor_fill(hb, -0.25), "ne_tensor_fill");
+        ms = time_ms(context, [&] { return ne_gemm(context, &params, ha, hb, hc); }, "ne_gemm (bf16)");
+        report("gemm_bf16_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s");
+        for (ne_tensor* t : {a, b, acc, c, scales, fa, fb, ha, hb, hc}) ne_tensor_destroy(t);
     }
 
     check(ne_context_destroy(context), "ne_context_destroy");

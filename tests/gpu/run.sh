@@ -4,7 +4,8 @@
 #
 #   tests/gpu/run.sh            everything below; results into tests/gpu/results/<date>-<gpu>.md
 #
-# 1. builds the native libraries with this machine's nvcc for its GPU's architecture (build/gpu);
+# 1. builds the native libraries with this machine's nvcc for its GPU's architecture (build/gpu;
+#    warnings are not errors here: CI holds the sources to that with nvcc 11.8);
 # 2. runs the CUDA library's GoogleTest suites: every ported kernel on the device against the
 #    same references as on the CPU, plus the CUDA context, memory and copy tests;
 # 3. runs a short filtered pass of them under compute-sanitizer memcheck;
@@ -58,7 +59,7 @@ section() {
 } >"$results"
 
 configure_args=(-S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON -DNE_BUILD_BENCHMARKS=OFF
-                -DCMAKE_CUDA_ARCHITECTURES="$arch" -DNE_WARNINGS_AS_ERRORS=ON)
+                -DCMAKE_CUDA_ARCHITECTURES="$arch")
 if [[ ! -e /usr/include/gtest/gtest.h && -d .device/googletest ]]; then
   configure_args+=(-DNE_GTEST_SOURCE_DIR="$root/.device/googletest")
 fi

@@ -46,7 +46,10 @@ public:
     virtual void gemm_int8(const cpu::GemmArgs& args) = 0;
     // y [M,N] = dequant(quant_per_row(x) w^T) + bias; gemm.a and gemm.a_scales are unset.
     virtual void linear_int8(const float* x, int64_t x_row_stride, const cpu::GemmArgs& gemm) = 0;
-    virtual void sgemm_batched(const cpu::SgemmBatch& batch) = 0;
+    // ne_gemm with a and b of ab_dtype (f32, bf16 or f16) and c of c_dtype (f32 or ab_dtype),
+    // accumulated in f32. For 16-bit operands the pointers of batch, typed float*, hold the
+    // addresses of the 16-bit elements.
+    virtual void gemm(const cpu::SgemmBatch& batch, ne_dtype ab_dtype, ne_dtype c_dtype) = 0;
     virtual void elementwise(const ElementwiseLaunch& launch) = 0;
     virtual void row_reduce(const RowReduceLaunch& launch) = 0;
     virtual void adamw(const AdamwLaunch& launch) = 0;

@@ -83,8 +83,8 @@ void launch_dequantize_int8(const Queue& queue, const cpu::DequantizeArgs& args)
 void launch_gemm_int8(const Queue& queue, const cpu::GemmArgs& args);
 void launch_linear_int8(const Queue& queue, const float* x, int64_t x_row_stride, const cpu::GemmArgs& gemm);
 
-// gemm.cu
-void launch_sgemm_batched(const Queue& queue, const cpu::SgemmBatch& batch);
+// gemm.cu: see Device::gemm.
+void launch_gemm(const Queue& queue, const cpu::SgemmBatch& batch, ne_dtype ab_dtype, ne_dtype c_dtype);
 
 // elementwise.cu
 void launch_elementwise(const Queue& queue, const ElementwiseLaunch& launch);

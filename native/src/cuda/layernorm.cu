@@ -7,9 +7,10 @@
 // variance is the two-pass one, sum((s - mean)^2) / C, as on the CPU.
 //
 // Backward: each block walks a fixed range of rows and accumulates its dgamma/dbeta partial
-// sums in its own row of a scratch matrix (the thread owning channel c adds rows in order); a
-// second kernel adds the blocks' partials in block order. The bits therefore depend only on N,
-// C and the device's SM count, never on scheduling.
+// sums (the thread owning channel c adds rows in order, in registers where the row fits), then
+// stores them in its own row of a scratch matrix; a second kernel adds the blocks' partials in
+// block order. The bits therefore depend only on N, C and the device (its SM count and the
+// kernel's occupancy there), never on scheduling.
 #include "common.cuh"
 
 namespace ne::cuda {
@@ -73,17 +74,25 @@ __global__ void norm_forward_kernel(cpu::NormForwardArgs a, bool rms) {
 }
 
 // Rows [block * rows_per_block, ...) of the backward pass; partial sums into row `block` of
-// dgamma_partials / dbeta_partials ([blocks, C], either may be null).
+// dgamma_partials / dbeta_partials ([blocks, C], either may be null). With kItems > 0, the row
+// fits in registers (C <= kItems * blockDim.x): each thread keeps its channels' dy, s and
+// partial sums there, and reads each input once; with kItems == 0, any C, with the partial sums
+// in the block's row of the scratch matrix and the inputs read twice (the second time from cache).
+template <int kItems>
 __global__ void norm_backward_kernel(cpu::NormBackwardArgs a, bool rms, int64_t rows_per_block, float* dgamma_partials,
                                      float* dbeta_partials) {
+    constexpr int kSlots = kItems > 0 ? kItems : 1;
     __shared__ float reduce_space[kWarpSize];
     const int64_t row_begin = blockIdx.x * rows_per_block;
     const int64_t row_end = row_begin + rows_per_block < a.N ? row_begin + rows_per_block : a.N;
     float* dgamma_row = dgamma_partials ? dgamma_partials + blockIdx.x * a.C : nullptr;
     float* dbeta_row = dbeta_partials ? dbeta_partials + blockIdx.x * a.C : nullptr;
-    for (int64_t c = threadIdx.x; c < a.C; c += blockDim.x) {
-        if (dgamma_row) dgamma_row[c] = 0.0f;
-        if (dbeta_row) dbeta_row[c] = 0.0f;
+    float dgamma_sum[kSlots] = {}, dbeta_sum[kSlots] = {};
+    if (kItems == 0) {
+        for (int64_t c = threadIdx.x; c < a.C; c += blockDim.x) {
+            if (dgamma_row) dgamma_row[c] = 0.0f;
+            if (dbeta_row) dbeta_row[c] = 0.0f;
+        }
     }
     const float inverse_count = 1.0f / static_cast<float>(a.C);
     for (int64_t n = row_begin; n < row_end; ++n) {
@@ -94,25 +103,57 @@ __global__ void norm_backward_kernel(cpu::NormBackwardArgs a, bool rms, int64_t 
         const float mean = rms ? 0.0f : a.mean[n];
         const float rstd = a.rstd[n];
 
+        float dy_cached[kSlots], xhat_cached[kSlots];
         float dnorm_sum = 0.0f, dnorm_xhat_sum = 0.0f;
-        for (int64_t c = threadIdx.x; c < a.C; c += blockDim.x) {
-            const float xhat = (s[c] - mean) * rstd;
-            const float dnorm = dy[c] * a.gamma[c];
-            dnorm_sum += dnorm;
-            dnorm_xhat_sum += dnorm * xhat;
+        if (kItems > 0) {
+            for (int j = 0; j < kSlots; ++j) {
+                const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
+                dy_cached[j] = c < a.C ? dy[c] : 0.0f;
+                xhat_cached[j] = c < a.C ? (s[c] - mean) * rstd : 0.0f;
+                const float dnorm = c < a.C ? dy_cached[j] * a.gamma[c] : 0.0f;
+                dnorm_sum += dnorm;
+                dnorm_xhat_sum += dnorm * xhat_cached[j];
+            }
+        } else {
+            for (int64_t c = threadIdx.x; c < a.C; c += blockDim.x) {
+                const float xhat = (s[c] - mean) * rstd;
+                const float dnorm = dy[c] * a.gamma[c];
+                dnorm_sum += dnorm;
+                dnorm_xhat_sum += dnorm * xhat;
+            }
         }
         const float dnorm_mean = rms ? 0.0f : block_reduce(dnorm_sum, SumOp{}, reduce_space) * inverse_count;
         const float dnorm_xhat_mean = block_reduce(dnorm_xhat_sum, SumOp{}, reduce_space) * inverse_count;
 
-        for (int64_t c = threadIdx.x; c < a.C; c += blockDim.x) {
-            // Everything of channel c is read before dx[c], which may be dy[c] or ds[c], is written.
-            const float dy_c = dy[c];
-            const float xhat = (s[c] - mean) * rstd;
-            const float ds_c = ds ? ds[c] : 0.0f;
-            if (dgamma_row) dgamma_row[c] += dy_c * xhat;
-            if (dbeta_row) dbeta_row[c] += dy_c;
-            const float dnorm = dy_c * a.gamma[c];
-            dx[c] = rstd * (dnorm - dnorm_mean - xhat * dnorm_xhat_mean) + ds_c;
+        // Everything of channel c is read before dx[c], which may be dy[c] or ds[c], is written.
+        if (kItems > 0) {
+            for (int j = 0; j < kSlots; ++j) {
+                const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
+                if (c >= a.C) break;
+                const float ds_c = ds ? ds[c] : 0.0f;
+                dgamma_sum[j] += dy_cached[j] * xhat_cached[j];
+                dbeta_sum[j] += dy_cached[j];
+                const float dnorm = dy_cached[j] * a.gamma[c];
+                dx[c] = rstd * (dnorm - dnorm_mean - xhat_cached[j] * dnorm_xhat_mean) + ds_c;
+            }
+        } else {
+            for (int64_t c = threadIdx.x; c < a.C; c += blockDim.x) {
+                const float dy_c = dy[c];
+                const float xhat = (s[c] - mean) * rstd;
+                const float ds_c = ds ? ds[c] : 0.0f;
+                if (dgamma_row) dgamma_row[c] += dy_c * xhat;
+                if (dbeta_row) dbeta_row[c] += dy_c;
+                const float dnorm = dy_c * a.gamma[c];
+                dx[c] = rstd * (dnorm - dnorm_mean - xhat * dnorm_xhat_mean) + ds_c;
+            }
+        }
+    }
+    if (kItems > 0) {
+        for (int j = 0; j < kSlots; ++j) {
+            const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
+            if (c >= a.C) break;
+            if (dgamma_row) dgamma_row[c] = dgamma_sum[j];
+            if (dbeta_row) dbeta_row[c] = dbeta_sum[j];
         }
     }
 }
@@ -140,19 +181,32 @@ void launch_norm_forward(const Queue& queue, bool rms, const cpu::NormForwardArg
     check_launch("norm_forward_kernel");
 }
 
+// Channels per thread of the register-cached backward kernel.
+constexpr int kBackwardItems = 8;
+// Rows each backward block sums at least, so that the partial sums (blocks x C) stay small
+// beside the [N, C] inputs.
+constexpr int64_t kMinRowsPerBlock = 8;
+
 void launch_norm_backward(const Queue& queue, bool rms, const cpu::NormBackwardArgs& args, float* dgamma, float* dbeta,
                           bool accumulate) {
     const int threads = threads_for(args.C);
-    // Two blocks per SM keep every SM busy while each block still sums many rows.
-    const int64_t blocks = args.N < 2 * int64_t{queue.sm_count} ? args.N : 2 * int64_t{queue.sm_count};
+    const bool cached = args.C <= int64_t{kBackwardItems} * threads;
+    const auto kernel = cached ? norm_backward_kernel<kBackwardItems> : norm_backward_kernel<0>;
+    // As many blocks as the device holds at once (its SM count times the kernel's occupancy).
+    int blocks_per_sm = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel, threads, 0),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    const int64_t resident = int64_t{queue.sm_count} * (blocks_per_sm > 0 ? blocks_per_sm : 1);
+    const int64_t wanted = ceil_div(args.N, kMinRowsPerBlock);
+    const int64_t blocks = wanted < resident ? wanted : resident;
     const int64_t rows_per_block = ceil_div(args.N, blocks);
     const int64_t used_blocks = ceil_div(args.N, rows_per_block);
     const int64_t partial_rows = (dgamma ? used_blocks : 0) + (dbeta ? used_blocks : 0);
     const Scratch partials(queue, partial_rows * args.C * static_cast<int64_t>(sizeof(float)));
     float* dgamma_partials = dgamma ? partials.as<float>() : nullptr;
     float* dbeta_partials = dbeta ? partials.as<float>() + (partial_rows - used_blocks) * args.C : nullptr;
-    norm_backward_kernel<<<static_cast<unsigned>(used_blocks), threads, 0, queue.stream>>>(args, rms, rows_per_block,
-                                                                                            dgamma_partials, dbeta_partials);
+    kernel<<<static_cast<unsigned>(used_blocks), threads, 0, queue.stream>>>(args, rms, rows_per_block, dgamma_partials,
+                                                                             dbeta_partials);
     check_launch("norm_backward_kernel");
     constexpr int kReduceThreads = 256;
     const unsigned reduce_blocks = grid_for(queue, args.C, kReduceThreads);

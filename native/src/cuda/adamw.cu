@@ -15,7 +15,8 @@ __global__ void adamw_kernel(AdamwLaunch l) {
     }
     const int64_t count = l.rows * l.cols;
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
-        const int64_t r = i / l.cols, c = i % l.cols;
+        // Back-to-back operands arrive as one row: no 64-bit division (see elementwise.cu).
+        const int64_t r = l.rows == 1 ? 0 : i / l.cols, c = l.rows == 1 ? i : i % l.cols;
         float* param = l.param.data + r * l.param.row_stride + c;
         float* m = l.m.data + r * l.m.row_stride + c;
         float* v = l.v.data + r * l.v.row_stride + c;

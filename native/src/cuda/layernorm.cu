@@ -2,9 +2,10 @@
 // launchers. The arguments are those the CPU kernels get (cpu/layernorm.hpp), validated by the
 // exported functions, with device pointers.
 //
-// Forward: one block per row. Rows of up to kMaxCachedChannels floats are read from global
-// memory once into shared memory; longer rows are re-read (from L2) by the later passes. The
-// variance is the two-pass one, sum((s - mean)^2) / C, as on the CPU.
+// Forward: one block per row, which is read from global memory once: into registers where it
+// fits (C <= 4096), else into shared memory (C <= kMaxCachedChannels); longer rows are re-read
+// (from L2) by the later passes. The variance is the two-pass one, sum((s - mean)^2) / C, as on
+// the CPU.
 //
 // Backward: each block walks a fixed range of rows and accumulates its dgamma/dbeta partial
 // sums (the thread owning channel c adds rows in order, in registers where the row fits), then
@@ -73,6 +74,57 @@ __global__ void norm_forward_kernel(cpu::NormForwardArgs a, bool rms) {
     }
 }
 
+// The forward pass for rows that fit in registers (C <= kItems * blockDim.x): each thread loads
+// all of its channels of x and residual before it stores anything, so that every load of the
+// row is in flight at once (stores to sum or y may alias x, which would otherwise order each
+// load after the previous store).
+template <int kItems>
+__global__ void norm_forward_registers_kernel(cpu::NormForwardArgs a, bool rms) {
+    __shared__ float reduce_space[kWarpSize];
+    const int64_t n = blockIdx.x;
+    const float* x = a.x + n * a.x_stride;
+    const float* residual = a.residual ? a.residual + n * a.residual_stride : nullptr;
+    float* sum = a.sum ? a.sum + n * a.sum_stride : nullptr;
+    float* y = a.y + n * a.y_stride;
+    const float inverse_count = 1.0f / static_cast<float>(a.C);
+
+    float s[kItems], r[kItems];
+    for (int j = 0; j < kItems; ++j) {
+        const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
+        s[j] = c < a.C ? x[c] : 0.0f;
+        r[j] = residual && c < a.C ? residual[c] : 0.0f;
+    }
+    float partial = 0.0f;
+    for (int j = 0; j < kItems; ++j) {
+        const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
+        if (residual) s[j] = s[j] + r[j];
+        if (c < a.C) {
+            partial += s[j];
+            if (sum) sum[c] = s[j];
+        }
+    }
+    const float mean = rms ? 0.0f : block_reduce(partial, SumOp{}, reduce_space) * inverse_count;
+    float squares = 0.0f;
+    for (int j = 0; j < kItems; ++j) {
+        const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
+        const float centred = s[j] - mean;
+        if (c < a.C) squares += centred * centred;
+    }
+    const float variance = block_reduce(squares, SumOp{}, reduce_space) * inverse_count;
+    const float rstd = 1.0f / sqrtf(variance + a.epsilon);
+    for (int j = 0; j < kItems; ++j) {
+        const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
+        if (c < a.C) {
+            const float normalized = (s[j] - mean) * rstd * a.gamma[c];
+            y[c] = a.beta ? normalized + a.beta[c] : normalized;
+        }
+    }
+    if (threadIdx.x == 0) {
+        if (a.mean) a.mean[n] = mean;
+        if (a.rstd) a.rstd[n] = rstd;
+    }
+}
+
 // Rows [block * rows_per_block, ...) of the backward pass; partial sums into row `block` of
 // dgamma_partials / dbeta_partials ([blocks, C], either may be null). With kItems > 0, the row
 // fits in registers (C <= kItems * blockDim.x): each thread keeps its channels' dy, s and
@@ -103,12 +155,14 @@ __global__ void norm_backward_kernel(cpu::NormBackwardArgs a, bool rms, int64_t 
         const float mean = rms ? 0.0f : a.mean[n];
         const float rstd = a.rstd[n];
 
-        float dy_cached[kSlots], xhat_cached[kSlots];
+        float dy_cached[kSlots], xhat_cached[kSlots], ds_cached[kSlots];
         float dnorm_sum = 0.0f, dnorm_xhat_sum = 0.0f;
         if (kItems > 0) {
+            // Every load of the row before the first store (dx may alias dy or ds).
             for (int j = 0; j < kSlots; ++j) {
                 const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
                 dy_cached[j] = c < a.C ? dy[c] : 0.0f;
+                ds_cached[j] = ds && c < a.C ? ds[c] : 0.0f;
                 xhat_cached[j] = c < a.C ? (s[c] - mean) * rstd : 0.0f;
                 const float dnorm = c < a.C ? dy_cached[j] * a.gamma[c] : 0.0f;
                 dnorm_sum += dnorm;
@@ -130,11 +184,10 @@ __global__ void norm_backward_kernel(cpu::NormBackwardArgs a, bool rms, int64_t 
             for (int j = 0; j < kSlots; ++j) {
                 const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
                 if (c >= a.C) break;
-                const float ds_c = ds ? ds[c] : 0.0f;
                 dgamma_sum[j] += dy_cached[j] * xhat_cached[j];
                 dbeta_sum[j] += dy_cached[j];
                 const float dnorm = dy_cached[j] * a.gamma[c];
-                dx[c] = rstd * (dnorm - dnorm_mean - xhat_cached[j] * dnorm_xhat_mean) + ds_c;
+                dx[c] = rstd * (dnorm - dnorm_mean - xhat_cached[j] * dnorm_xhat_mean) + ds_cached[j];
             }
         } else {
             for (int64_t c = threadIdx.x; c < a.C; c += blockDim.x) {
@@ -172,7 +225,13 @@ __global__ void reduce_partials_kernel(const float* partials, int64_t blocks, in
 void launch_norm_forward(const Queue& queue, bool rms, const cpu::NormForwardArgs& args) {
     const int threads = threads_for(args.C);
     const auto blocks = static_cast<unsigned>(args.N);
-    if (args.C <= kMaxCachedChannels) {
+    // Registers for 8 channels per thread (up to C = 2048), else 16 (up to 4096): the fewer
+    // registers a block needs, the more blocks, and loads, each SM keeps in flight.
+    if (args.C <= int64_t{8} * threads) {
+        norm_forward_registers_kernel<8><<<blocks, threads, 0, queue.stream>>>(args, rms);
+    } else if (args.C <= int64_t{16} * threads) {
+        norm_forward_registers_kernel<16><<<blocks, threads, 0, queue.stream>>>(args, rms);
+    } else if (args.C <= kMaxCachedChannels) {
         const size_t shared = static_cast<size_t>(args.C) * sizeof(float);
         norm_forward_kernel<true><<<blocks, threads, shared, queue.stream>>>(args, rms);
     } else {

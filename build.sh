@@ -3,13 +3,15 @@
 #
 #   ./build.sh test       build everything and run every test (GoogleTest, then xunit)
 #   ./build.sh sanitize   the GoogleTest suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   ./build.sh native     configure and build the native library, tests and benchmarks (release)
+#   ./build.sh native     configure and build the native libraries, tests and benchmarks (release);
+#                         libnativeengine_cuda too when nvcc is found
 #   ./build.sh bench      run the native benchmarks (Google Benchmark); extra args go to the binary
 #   ./build.sh bindings   regenerate bindings/generated/NativeMethods.g.cs from the C header
 #   ./build.sh pack       dotnet pack the NativeEngine package into artifacts/
 #   ./build.sh run ...    run the CLI (managed/NativeEngine.Cli) with the given arguments
 #
-# Environment: NE_STRICT=1 treats compiler warnings as errors (CI sets it).
+# Environment: NE_STRICT=1 treats compiler warnings as errors (CI sets it); NE_CUDA=ON requires the
+# CUDA library (AUTO, the default: built when nvcc works; OFF: never).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -23,22 +25,25 @@ fi
 step() { printf '\n==> %s\n' "$*"; }
 
 build_native() {
-  local preset=$1
+  local preset=$1 cuda_args=()
+  [[ "$preset" == sanitize ]] || cuda_args=(-DNE_CUDA="${NE_CUDA:-AUTO}")
   step "native: configure and build ($preset)"
-  cmake --preset "$preset" "${cmake_strict_args[@]}" >/dev/null
+  cmake --preset "$preset" "${cmake_strict_args[@]}" "${cuda_args[@]}" >/dev/null
   cmake --build --preset "$preset"
 }
 
-# Runs the GoogleTest suite of a preset; records its pass/fail counts for the summary line.
+# Runs a GoogleTest executable of a preset (nativeengine_tests unless named); adds its pass/fail
+# counts to those of the summary line.
 native_passed=0
 native_failed=0
 run_native_tests() {
-  local preset=$1 binary="$root/build/$1/tests/native/nativeengine_tests" log
+  local preset=$1 name=${2:-nativeengine_tests} log
+  local binary="$root/build/$preset/tests/native/$name"
   if [[ ! -x "$binary" ]]; then
     echo "error: $binary was not built: GoogleTest is missing (Debian: apt-get install libgtest-dev)" >&2
     exit 1
   fi
-  step "native: GoogleTest ($preset)"
+  step "native: GoogleTest ($preset, $name)"
   log=$(mktemp)
   local status=0
   if [[ "$preset" == sanitize ]]; then
@@ -48,12 +53,15 @@ run_native_tests() {
   else
     "$binary" --gtest_brief=1 2>&1 | tee "$log" || status=$?
   fi
-  native_passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\.$/\1/p' "$log" | tail -n 1)
-  native_failed=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\{0,1\}, listed below:$/\1/p' "$log" | tail -n 1)
-  native_passed=${native_passed:-0}
-  native_failed=${native_failed:-0}
+  local passed failed
+  passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\.$/\1/p' "$log" | tail -n 1)
+  failed=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\{0,1\}, listed below:$/\1/p' "$log" | tail -n 1)
+  passed=${passed:-0}
+  failed=${failed:-0}
   # A crash prints no count: count it as a failure rather than let the summary look clean.
-  if [[ $status -ne 0 && $native_failed -eq 0 ]]; then native_failed=1; fi
+  if [[ $status -ne 0 && $failed -eq 0 ]]; then failed=1; fi
+  native_passed=$((native_passed + passed))
+  native_failed=$((native_failed + failed))
   rm -f "$log"
   return $status
 }
@@ -73,6 +81,11 @@ case "$command" in
     build_native release
     native_status=0
     run_native_tests release || native_status=$?
+    # The CUDA library's build of the same suites: on a machine without a GPU it checks the clean
+    # refusal of CUDA contexts; with one, every ported kernel on the device.
+    if [[ -x "$root/build/release/tests/native/nativeengine_cuda_tests" ]]; then
+      run_native_tests release nativeengine_cuda_tests || native_status=$?
+    fi
     step "managed: build"
     dotnet build NativeEngine.sln -c Release -p:NativeEngineSkipNativeBuild=true "${dotnet_strict_args[@]}"
     step "managed: xunit"
@@ -113,7 +126,7 @@ case "$command" in
     dotnet run --project managed/NativeEngine.Cli -c Release -- "$@"
     ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     [[ -z "$command" ]] && exit 0 || exit 2
     ;;
 esac

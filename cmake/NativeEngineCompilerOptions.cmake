@@ -17,7 +17,7 @@ function(ne_set_warnings target)
     target_compile_options(${target} PRIVATE
       $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
                                 -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough>
-      $<$<BOOL:${NE_WARNINGS_AS_ERRORS}>:-Werror>)
+      $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${NE_WARNINGS_AS_ERRORS}>>:-Werror>)
   endif()
 endfunction()
 

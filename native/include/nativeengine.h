@@ -403,6 +403,8 @@ NE_API ne_status ne_linear_int8(ne_context* context, const ne_tensor* x, const n
  * batch count of 1 (a rank-2 tensor), shared by every batch, as a layer's weight is.
  * With beta = 0, C is overwritten without being read. C must not overlap A or B. The result's
  * bits do not depend on the thread count.
+ * On a CUDA context, A and B may instead both be bf16 or both f16, with C of their dtype or f32;
+ * products are accumulated in f32 (tensor cores).
  */
 
 /** Parameters of ne_gemm. */

@@ -462,7 +462,7 @@ TEST_P(AttentionKernels, GradientsMatchFiniteDifferences) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, AttentionKernels, ::testing::ValuesIn(backend_configurations()), config_name);
+INSTANTIATE_TEST_SUITE_P(Cpu, AttentionKernels, ::testing::ValuesIn(cpu_backend_configurations()), config_name);
 
 // ---- Determinism -----------------------------------------------------------------------------
 
@@ -472,7 +472,7 @@ TEST(AttentionDeterminism, SameBitsForEveryThreadCount) {
     const Problem p{2, 150, 150, 4, 2, 40, true, {150, 99}};
     const HostInputs in = make_inputs(p, 51);
     const ne_attention_params params = attention_params(true);
-    for (const BackendConfig& config : backend_configurations()) {
+    for (const BackendConfig& config : cpu_backend_configurations()) {
         if (config.simd_level == NE_SIMD_LEVEL_SCALAR || config.num_threads != 1) continue;
         SCOPED_TRACE(config.name);
         std::vector<std::vector<float>> first;

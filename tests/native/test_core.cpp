@@ -21,7 +21,12 @@ TEST(Abi, SystemInfoReportsThisMachine) {
     NE_ASSERT_OK(ne_get_system_info(&info));
     EXPECT_GE(info.best_simd_level, NE_SIMD_LEVEL_SCALAR);
     EXPECT_GE(info.hardware_threads, 1);
-    EXPECT_EQ(info.cuda_compiled, 0);
+    // 1 in libnativeengine_cuda (tests linked to it: nativeengine_cuda_tests), else 0.
+    EXPECT_TRUE(info.cuda_compiled == 0 || info.cuda_compiled == 1) << info.cuda_compiled;
+    EXPECT_GE(info.cuda_device_count, 0);
+    if (info.cuda_compiled == 0) {
+        EXPECT_EQ(info.cuda_device_count, 0);
+    }
     EXPECT_STRNE(info.version, "");
 }
 
@@ -97,10 +102,6 @@ TEST(Context, RejectsInvalidOptions) {
     bad = options;
     bad.backend = static_cast<ne_backend>(7);
     EXPECT_TRUE(fails_with(ne_context_create(&bad, &context), NE_STATUS_INVALID_ARGUMENT, {"backend 7"}));
-
-    bad = options;
-    bad.backend = NE_BACKEND_CUDA;
-    EXPECT_TRUE(fails_with(ne_context_create(&bad, &context), NE_STATUS_BACKEND_UNAVAILABLE, {"CUDA"}));
 
     bad = options;
     bad.device_index = 1;

@@ -427,7 +427,7 @@ TEST_P(CrossEntropy, WorkingMemoryStaysBelowTheLogits) {
     EXPECT_EQ(after.live_bytes, before.live_bytes);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, CrossEntropy, ::testing::ValuesIn(backend_configurations()), config_name);
+INSTANTIATE_TEST_SUITE_P(Cpu, CrossEntropy, ::testing::ValuesIn(cpu_backend_configurations()), config_name);
 
 // ---- Determinism ----------------------------------------------------------------------------
 

@@ -313,9 +313,84 @@ TEST_P(GemmTest, ScratchMemoryIsCountedAndReleased) {
     NE_ASSERT_OK(ne_context_get_memory_stats(ctx(), &after));
     EXPECT_EQ(after.live_bytes, before.live_bytes);
     EXPECT_EQ(after.live_allocations, before.live_allocations);
-    if (GetParam().simd_level != NE_SIMD_LEVEL_SCALAR) {
+    if (GetParam().backend == NE_BACKEND_CPU && GetParam().simd_level != NE_SIMD_LEVEL_SCALAR) {
         // the packed panels: at least one block of A and one of B
         EXPECT_GE(after.peak_bytes - before.live_bytes, static_cast<int64_t>(sizeof(float)) * (s.M + s.N) * s.K / 2);
+    }
+}
+
+// bf16 and f16 operands: devices multiply them (f32 accumulation) into c of their dtype or f32;
+// the CPU refuses them. The inputs are multiples of 1/8 in [-1, 1], exact in both formats, and
+// every partial sum is a multiple of 1/64 below 2^12, so an f32 c is exact; a 16-bit c is that
+// value rounded to nearest: within half an ulp, 2^-9 (bf16) or 2^-12 (f16) relative.
+TEST_P(GemmTest, HalfPrecisionOperandsOnDevices) {
+    const Problem s{37, 29, 70};
+    for (const ne_dtype dtype : {NE_DTYPE_BF16, NE_DTYPE_F16}) {
+        SCOPED_TRACE(dtype == NE_DTYPE_BF16 ? "bf16" : "f16");
+        // Small integers times powers of two are exact in both 16-bit formats.
+        std::vector<uint16_t> a_bits(static_cast<size_t>(s.M * s.K)), b_bits(static_cast<size_t>(s.N * s.K));
+        std::vector<double> a_values(a_bits.size()), b_values(b_bits.size());
+        std::mt19937_64 generator(dtype);
+        std::uniform_int_distribution<int> small(-8, 8);
+        const auto encode = [dtype](int value) {
+            // value / 8 in the 16-bit format: bf16 is the upper half of the f32 bits; f16 is built by hand.
+            const float f = static_cast<float>(value) / 8.0f;
+            uint32_t bits;
+            std::memcpy(&bits, &f, sizeof bits);
+            if (dtype == NE_DTYPE_BF16) return static_cast<uint16_t>(bits >> 16);
+            if (value == 0) return uint16_t{0};
+            const uint32_t sign = (bits >> 16) & 0x8000u;
+            const int exponent = static_cast<int>((bits >> 23) & 0xffu) - 127 + 15;
+            return static_cast<uint16_t>(sign | (static_cast<uint32_t>(exponent) << 10) | ((bits & 0x7fffffu) >> 13));
+        };
+        for (size_t i = 0; i < a_bits.size(); ++i) {
+            const int v = small(generator);
+            a_bits[i] = encode(v);
+            a_values[i] = v / 8.0;
+        }
+        for (size_t i = 0; i < b_bits.size(); ++i) {
+            const int v = small(generator);
+            b_bits[i] = encode(v);
+            b_values[i] = v / 8.0;
+        }
+        Tensor a = make_tensor(ctx(), dtype, {s.M, s.K}, a_bits);
+        Tensor b = make_tensor(ctx(), dtype, {s.N, s.K}, b_bits);
+        Tensor c = make_tensor(ctx(), NE_DTYPE_F32, {s.M, s.N});
+        const ne_gemm_params params = gemm_params(false, true, 1.0f, 0.0f);
+        const ne_status status = ne_gemm(ctx(), &params, a.get(), b.get(), c.get());
+        if (GetParam().backend == NE_BACKEND_CPU) {
+            EXPECT_TRUE(fails_with(status, NE_STATUS_DTYPE_MISMATCH, {"ne_gemm", "'a'", "f32"}));
+            continue;
+        }
+        ASSERT_EQ(status, NE_STATUS_OK) << ne_last_error();
+        const std::vector<float> product = read<float>(c.get());
+        for (int64_t m = 0; m < s.M; ++m) {
+            for (int64_t n = 0; n < s.N; ++n) {
+                double expected = 0.0;
+                for (int64_t k = 0; k < s.K; ++k) expected += a_values[static_cast<size_t>(m * s.K + k)] * b_values[static_cast<size_t>(n * s.K + k)];
+                // Every partial sum is a multiple of 1/64 below 2^12: exact in f32.
+                ASSERT_EQ(product[static_cast<size_t>(m * s.N + n)], expected) << "at [" << m << ", " << n << "]";
+            }
+        }
+        Tensor c16 = make_tensor(ctx(), dtype, {s.M, s.N});
+        NE_ASSERT_OK(ne_gemm(ctx(), &params, a.get(), b.get(), c16.get()));
+        const std::vector<uint16_t> rounded = read<uint16_t>(c16.get());
+        const auto decode = [dtype](uint16_t bits) {
+            if (dtype == NE_DTYPE_BF16) {
+                const uint32_t wide = uint32_t{bits} << 16;
+                float f;
+                std::memcpy(&f, &wide, sizeof f);
+                return static_cast<double>(f);
+            }
+            const double magnitude = (bits & 0x7fffu) == 0 ? 0.0 : std::ldexp(1.0 + (bits & 0x3ffu) / 1024.0, ((bits >> 10) & 0x1f) - 15);
+            return (bits & 0x8000u) ? -magnitude : magnitude;
+        };
+        const double half_ulp = dtype == NE_DTYPE_BF16 ? 0x1p-9 : 0x1p-12;
+        for (size_t i = 0; i < rounded.size(); ++i) {
+            ASSERT_LE(std::abs(decode(rounded[i]) - product[i]), half_ulp * std::abs(product[i])) << "element " << i;
+        }
+        Tensor wrong = make_tensor(ctx(), dtype == NE_DTYPE_BF16 ? NE_DTYPE_F16 : NE_DTYPE_BF16, {s.N, s.K});
+        EXPECT_TRUE(fails_with(ne_gemm(ctx(), &params, a.get(), wrong.get(), c.get()), NE_STATUS_DTYPE_MISMATCH, {"'b'"}));
     }
 }
 

@@ -190,7 +190,7 @@ TEST_P(LogUniformSampler, SameSeedSameDrawsOtherSeedOtherDraws) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, LogUniformSampler, ::testing::ValuesIn(backend_configurations()), config_name);
+INSTANTIATE_TEST_SUITE_P(Cpu, LogUniformSampler, ::testing::ValuesIn(cpu_backend_configurations()), config_name);
 
 // 10^6 independent draws over V = 1000 classes against P(c): Pearson's chi-square over the
 // 1000 classes (every expected count is above 140) has 999 degrees of freedom, mean 999 and
@@ -604,7 +604,7 @@ TEST_P(SampledSoftmax, GradientsMatchFiniteDifferences) {
     FiniteDifferences(context.get(), p).check_gradients();
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, SampledSoftmax, ::testing::ValuesIn(backend_configurations()), config_name);
+INSTANTIATE_TEST_SUITE_P(Cpu, SampledSoftmax, ::testing::ValuesIn(cpu_backend_configurations()), config_name);
 
 // ---- Determinism ----------------------------------------------------------------------------
 

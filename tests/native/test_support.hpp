@@ -51,9 +51,16 @@ inline ne_simd_level best_simd_level() {
     return info.best_simd_level;
 }
 
+inline ne_system_info system_info() {
+    ne_system_info info{};
+    info.struct_size = sizeof info;
+    check(ne_get_system_info(&info), "ne_get_system_info");
+    return info;
+}
+
 // Every CPU configuration this machine can run: the scalar reference, and each SIMD level on
 // one thread and on three (an odd count, so that work splits unevenly).
-inline std::vector<BackendConfig> backend_configurations() {
+inline std::vector<BackendConfig> cpu_backend_configurations() {
     std::vector<BackendConfig> configs{{NE_BACKEND_CPU, NE_SIMD_LEVEL_SCALAR, 1, "cpu_scalar"}};
     const ne_simd_level best = best_simd_level();
     if (best >= NE_SIMD_LEVEL_AVX2) {
@@ -63,6 +70,18 @@ inline std::vector<BackendConfig> backend_configurations() {
     if (best >= NE_SIMD_LEVEL_AVX512) {
         configs.push_back({NE_BACKEND_CPU, NE_SIMD_LEVEL_AVX512, 1, "cpu_avx512_1thread"});
         configs.push_back({NE_BACKEND_CPU, NE_SIMD_LEVEL_AVX512, 3, "cpu_avx512_3threads"});
+    }
+    return configs;
+}
+
+// Every configuration of cpu_backend_configurations(), and CUDA device 0 when this library has
+// the CUDA backend and a device is present (libnativeengine_cuda on a GPU machine): the suites
+// of the ops that CUDA implements run each of them on the device against the same references.
+inline std::vector<BackendConfig> backend_configurations() {
+    std::vector<BackendConfig> configs = cpu_backend_configurations();
+    const ne_system_info info = system_info();
+    if (info.cuda_compiled != 0 && info.cuda_device_count > 0) {
+        configs.push_back({NE_BACKEND_CUDA, NE_SIMD_LEVEL_AUTO, 0, "cuda0"});
     }
     return configs;
 }

@@ -58,10 +58,9 @@ constexpr int64_t kCpuAlignment = 64;
 
 }  // namespace
 
-Allocation* allocate(ne_context* context, int64_t bytes) {
-    if (context->backend != NE_BACKEND_CPU) {
-        fail(NE_STATUS_BACKEND_UNAVAILABLE, "memory of this backend is not available in this build");
-    }
+namespace {
+
+void* allocate_host(int64_t bytes) {
     if (bytes > std::numeric_limits<int64_t>::max() - kCpuAlignment) {
         fail(NE_STATUS_OVERFLOW, "allocation of ", bytes, " bytes overflows");
     }
@@ -69,11 +68,23 @@ Allocation* allocate(ne_context* context, int64_t bytes) {
     void* data = std::aligned_alloc(static_cast<size_t>(kCpuAlignment), static_cast<size_t>(rounded));
     if (data == nullptr) fail(NE_STATUS_OUT_OF_MEMORY, "could not allocate ", bytes, " bytes of host memory");
     std::memset(data, 0, static_cast<size_t>(rounded));
+    return data;
+}
+
+void free_memory(ne_context* context, void* data) noexcept {
+    if (context->device) context->device->free(data);
+    else std::free(data);
+}
+
+}  // namespace
+
+Allocation* allocate(ne_context* context, int64_t bytes) {
+    void* data = context->device ? context->device->allocate(bytes) : allocate_host(bytes);
     Allocation* allocation;
     try {
         allocation = new Allocation{context, data, bytes};
     } catch (...) {
-        std::free(data);
+        free_memory(context, data);
         throw;
     }
     retain(context);
@@ -106,7 +117,7 @@ void retain(Allocation* allocation) { allocation->references.fetch_add(1, std::m
 void release(Allocation* allocation) {
     if (allocation->references.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         ne_context* context = allocation->context;
-        std::free(allocation->data);
+        free_memory(context, allocation->data);
         context->counters.on_free(allocation->bytes);
         global_counters().on_free(allocation->bytes);
         delete allocation;
@@ -148,8 +159,8 @@ NE_API ne_status ne_get_system_info(ne_system_info* out_info) {
         ne_system_info info{};
         info.best_simd_level = best_simd_level();
         info.hardware_threads = hardware_threads();
-        info.cuda_compiled = 0;
-        info.cuda_device_count = 0;
+        info.cuda_compiled = cuda_compiled() ? 1 : 0;
+        info.cuda_device_count = cuda_device_count();
         std::strncpy(info.version, NE_VERSION_STRING, sizeof info.version - 1);
         write_info(out_info, info, "out_info", sizeof(ne_system_info));
     });
@@ -167,8 +178,17 @@ NE_API ne_status ne_context_create(const ne_context_options* options, ne_context
                  " is not a valid ne_backend; expected NE_BACKEND_CPU (0) or NE_BACKEND_CUDA (1)");
         }
         if (opts.backend == NE_BACKEND_CUDA) {
-            fail(NE_STATUS_BACKEND_UNAVAILABLE,
-                 "the CUDA backend is not compiled into this library (libnativeengine); load libnativeengine_cuda");
+            auto context = std::make_unique<ne_context>();
+            context->backend = NE_BACKEND_CUDA;
+            context->device_index = opts.device_index;
+            context->device = open_cuda_device(opts.device_index, context->counters, &context->device_name);
+            // Host-side work of a device context (argument checks, launches) runs on the caller's thread.
+            context->num_threads = 1;
+            context->simd_level = NE_SIMD_LEVEL_SCALAR;
+            context->pool = std::make_unique<ThreadPool>(1);
+            global_counters().contexts.fetch_add(1, std::memory_order_relaxed);
+            *out_context = context.release();
+            return;
         }
         if (opts.device_index != 0) {
             fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': device_index is ", opts.device_index,
@@ -229,7 +249,10 @@ NE_API ne_status ne_context_get_info(const ne_context* context, ne_context_info*
 }
 
 NE_API ne_status ne_context_synchronize(ne_context* context) {
-    return guard("ne_context_synchronize", [&] { context_arg(context, "context"); });
+    return guard("ne_context_synchronize", [&] {
+        ne_context& ctx = context_arg(context, "context");
+        if (ctx.device) ctx.device->synchronize();
+    });
 }
 
 NE_API ne_status ne_get_memory_stats(ne_memory_stats* out_stats) {

@@ -6,6 +6,7 @@
 // destroy, the handle is refused by every entry point even while tensors keep it alive.
 #pragma once
 
+#include "device.hpp"
 #include "dtype.hpp"
 #include "nativeengine.h"
 #include "thread_pool.hpp"
@@ -53,6 +54,9 @@ struct ne_context {
     std::string device_name;
     std::unique_ptr<ne::ThreadPool> pool;
     ne::MemoryCounters counters;
+    // The device of a device backend (CUDA), or null on the CPU. Declared after the counters:
+    // it is destroyed before them.
+    std::unique_ptr<ne::Device> device;
 };
 
 struct ne_tensor {
@@ -78,12 +82,16 @@ struct Allocation {
 void retain(ne_context* context);
 void release(ne_context* context);
 
-// Allocates zero-filled memory of the context's backend. Throws ne::Error.
+// Allocates zero-filled memory of the context's backend (host memory, or the memory of the
+// context's device). Throws ne::Error.
 Allocation* allocate(ne_context* context, int64_t bytes);
 void retain(Allocation* allocation);
 void release(Allocation* allocation);
 
 inline ne_context* context_of(const ne_tensor& tensor) { return tensor.allocation->context; }
+
+// The device that holds the tensor's memory, or null for host memory.
+inline Device* device_of(const ne_tensor& tensor) { return tensor.allocation->context->device.get(); }
 
 // Temporary host memory of a kernel (packed panels, partial sums, chunks of logits). It counts
 // in its context's live and peak bytes while it exists, so that memory statistics show a
@@ -107,7 +115,7 @@ private:
     int64_t bytes_;
 };
 
-// Address of element 0 of the tensor.
+// Address of element 0 of the tensor: a host pointer on the CPU, a device address on a device.
 template <class T>
 T* data_of(const ne_tensor& tensor) {
     char* base = static_cast<char*>(tensor.allocation->data);

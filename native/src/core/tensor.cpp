@@ -202,7 +202,8 @@ NE_API ne_status ne_tensor_write(ne_tensor* tensor, const void* source, uint64_t
     return guard("ne_tensor_write", [&] {
         const ne_tensor& t = tensor_arg(tensor, "tensor");
         check_host_transfer(t, source, size_bytes, "tensor", "source");
-        std::memcpy(data_of<char>(t), source, size_bytes);
+        if (Device* device = device_of(t)) device->write(data_of<char>(t), source, byte_size(t));
+        else std::memcpy(data_of<char>(t), source, size_bytes);
     });
 }
 
@@ -210,7 +211,8 @@ NE_API ne_status ne_tensor_read(const ne_tensor* tensor, void* destination, uint
     return guard("ne_tensor_read", [&] {
         const ne_tensor& t = tensor_arg(tensor, "tensor");
         check_host_transfer(t, destination, size_bytes, "tensor", "destination");
-        std::memcpy(destination, data_of<const char>(t), size_bytes);
+        if (Device* device = device_of(t)) device->read(destination, data_of<const char>(t), byte_size(t));
+        else std::memcpy(destination, data_of<const char>(t), size_bytes);
     });
 }
 
@@ -226,6 +228,10 @@ NE_API ne_status ne_tensor_copy(ne_tensor* destination, const ne_tensor* source)
                  " (the source's), got ", shape_string(dst));
         }
         expect_no_overlap(dst, "destination", src, "source");
+        if (Device* device = device_of(dst) ? device_of(dst) : device_of(src)) {
+            device->copy(dst, src);
+            return;
+        }
         const int64_t size = dtype_size(dst.dtype);
         char* dst_base = static_cast<char*>(dst.allocation->data);
         const char* src_base = static_cast<const char*>(src.allocation->data);
@@ -280,6 +286,10 @@ NE_API ne_status ne_tensor_fill(ne_tensor* tensor, double value) {
             }
         }
         const int64_t size = dtype_size(t.dtype);
+        if (Device* device = device_of(t)) {
+            device->fill(t, pattern, size);
+            return;
+        }
         char* base = static_cast<char*>(t.allocation->data);
         for_each_position(t, t.strides, t.offset, t.strides, t.offset, [&](int64_t position, int64_t) {
             std::memcpy(base + position * size, pattern, static_cast<size_t>(size));

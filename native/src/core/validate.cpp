@@ -76,6 +76,12 @@ void expect_shape(const ne_tensor& tensor, std::initializer_list<int64_t> shape,
     }
 }
 
+void expect_host_backend(const ne_context& context, const char* operation) {
+    if (context.device) {
+        fail(NE_STATUS_UNSUPPORTED, operation, " is not implemented on the CUDA backend yet; run it on a CPU context");
+    }
+}
+
 void expect_contiguous(const ne_tensor& tensor, const char* name) {
     int64_t expected = 1;
     for (int32_t i = tensor.rank - 1; i >= 0; --i) {

@@ -36,6 +36,10 @@ void expect_dtype(const ne_tensor& tensor, ne_dtype dtype, const char* name);
 void expect_shape(const ne_tensor& tensor, std::initializer_list<int64_t> shape, const char* name);
 void expect_contiguous(const ne_tensor& tensor, const char* name);
 
+// Operations not yet ported to a device backend refuse its contexts (NE_STATUS_UNSUPPORTED,
+// naming the operation and the backend) before reading any argument's memory.
+void expect_host_backend(const ne_context& context, const char* operation);
+
 std::string shape_string(const ne_tensor& tensor);
 std::string shape_string(std::initializer_list<int64_t> shape);
 

@@ -185,6 +185,14 @@ AdamwConstants adamw_constants(const ne_adamw_params& p, const float* grad_norm_
 }
 
 void run_adamw(ne_context& context, const ne_adamw_params& p, const AdamwArgs& args) {
+    if (context.device) {
+        // The clip factor needs grad_norm_squared, which lives on the device: computed there.
+        AdamwLaunch launch{adamw_constants(p, nullptr), p.max_grad_norm, args.extent.rows, args.extent.cols,
+                           {args.param.data, args.param.row_stride}, {args.grad.data, args.grad.row_stride},
+                           {args.m.data, args.m.row_stride}, {args.v.data, args.v.row_stride}, args.grad_norm_squared};
+        context.device->adamw(launch);
+        return;
+    }
     const AdamwConstants constants = adamw_constants(p, args.grad_norm_squared);
     const AdamwKernel kernel = adamw_kernel_for(context.simd_level);
     small_ops::run_segments(context, args.extent, [&](int64_t row, int64_t col, int64_t count) {

@@ -460,6 +460,7 @@ NE_API ne_status ne_attention_forward(ne_context* context, const ne_attention_pa
                                       ne_tensor* out, ne_tensor* lse) {
     return ne::guard("ne_attention_forward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
+        ne::expect_host_backend(ctx, "ne_attention_forward");
         const ne_attention_params p = ne::cpu::attention_params_arg(params);
         std::vector<int32_t> lengths;
         const auto args = ne::cpu::forward_args(ctx, p, q, k, v, key_lengths, out, lse, lengths);
@@ -473,6 +474,7 @@ NE_API ne_status ne_attention_backward(ne_context* context, const ne_attention_p
                                        ne_tensor* dq, ne_tensor* dk, ne_tensor* dv) {
     return ne::guard("ne_attention_backward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
+        ne::expect_host_backend(ctx, "ne_attention_backward");
         const ne_attention_params p = ne::cpu::attention_params_arg(params);
         std::vector<int32_t> lengths;
         const auto args = ne::cpu::backward_args(ctx, p, q, k, v, key_lengths, out, lse, dout, dq, dk, dv, lengths);

@@ -436,6 +436,7 @@ NE_API ne_status ne_cross_entropy_forward(ne_context* context, const ne_cross_en
                                           const ne_tensor* targets, ne_tensor* loss, ne_tensor* lse) {
     return ne::guard("ne_cross_entropy_forward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
+        ne::expect_host_backend(ctx, "ne_cross_entropy_forward");
         const ne_cross_entropy_params p = ne::cpu::cross_entropy_params_arg(params, false);
         const auto args = ne::cpu::forward_args(ctx, p, hidden, weight, bias, targets, loss, lse);
         if (ctx.simd_level == NE_SIMD_LEVEL_SCALAR) {
@@ -452,6 +453,7 @@ NE_API ne_status ne_cross_entropy_backward(ne_context* context, const ne_cross_e
                                            ne_tensor* dhidden, ne_tensor* dweight, ne_tensor* dbias) {
     return ne::guard("ne_cross_entropy_backward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
+        ne::expect_host_backend(ctx, "ne_cross_entropy_backward");
         const ne_cross_entropy_params p = ne::cpu::cross_entropy_params_arg(params, true);
         const auto args =
             ne::cpu::backward_args(ctx, p, hidden, weight, bias, targets, lse, dloss, dhidden, dweight, dbias);

@@ -228,7 +228,25 @@ DropoutMask dropout_mask_arg(const ne_dropout_params* params) {
 // Dispatch
 // ------------------------------------------------------------------------------------------
 
+// The launch of an element-wise op on a device: a = x, b = y of the CPU's operands.
+ElementwiseLaunch device_launch(ElementwiseOp op, const Extent& extent, const Operand<const float>& a,
+                                const Operand<const float>& b, int64_t b_rows, const Operand<float>& out) {
+    ElementwiseLaunch launch{};
+    launch.op = op;
+    launch.rows = extent.rows;
+    launch.cols = extent.cols;
+    launch.a = {a.data, a.row_stride};
+    launch.b = {b.data, b.row_stride};
+    launch.b_rows = b_rows;
+    launch.out = {out.data, out.row_stride};
+    return launch;
+}
+
 void run_add(ne_context& context, const AddArgs& args) {
+    if (context.device) {
+        context.device->elementwise(device_launch(ElementwiseOp::add, args.extent, args.a, args.b, args.b_rows, args.out));
+        return;
+    }
     const ElementwiseKernels& kernels = elementwise_kernels_for(context.simd_level);
     run_segments(context, args.extent, [&](int64_t row, int64_t col, int64_t count) {
         kernels.add(args.a.at(row, col), args.b.at(row % args.b_rows, col), args.out.at(row, col), count);
@@ -236,6 +254,13 @@ void run_add(ne_context& context, const AddArgs& args) {
 }
 
 void run_axpby(ne_context& context, float alpha, float beta, const UnaryArgs& args) {
+    if (context.device) {
+        ElementwiseLaunch launch = device_launch(ElementwiseOp::axpby, args.extent, args.x, {nullptr, 0}, 1, args.y);
+        launch.alpha = alpha;
+        launch.beta = beta;
+        context.device->elementwise(launch);
+        return;
+    }
     const ElementwiseKernels& kernels = elementwise_kernels_for(context.simd_level);
     run_segments(context, args.extent, [&](int64_t row, int64_t col, int64_t count) {
         kernels.axpby(alpha, args.x.at(row, col), beta, args.y.at(row, col), count);
@@ -243,6 +268,10 @@ void run_axpby(ne_context& context, float alpha, float beta, const UnaryArgs& ar
 }
 
 void run_gelu_forward(ne_context& context, const UnaryArgs& args) {
+    if (context.device) {
+        context.device->elementwise(device_launch(ElementwiseOp::gelu_forward, args.extent, args.x, {nullptr, 0}, 1, args.y));
+        return;
+    }
     const ElementwiseKernels& kernels = elementwise_kernels_for(context.simd_level);
     run_segments(context, args.extent, [&](int64_t row, int64_t col, int64_t count) {
         kernels.gelu_forward(args.x.at(row, col), args.y.at(row, col), count);
@@ -250,6 +279,10 @@ void run_gelu_forward(ne_context& context, const UnaryArgs& args) {
 }
 
 void run_gelu_backward(ne_context& context, const GeluBackwardArgs& args) {
+    if (context.device) {
+        context.device->elementwise(device_launch(ElementwiseOp::gelu_backward, args.extent, args.x, args.dy, 1, args.dx));
+        return;
+    }
     const ElementwiseKernels& kernels = elementwise_kernels_for(context.simd_level);
     run_segments(context, args.extent, [&](int64_t row, int64_t col, int64_t count) {
         kernels.gelu_backward(args.x.at(row, col), args.dy.at(row, col), args.dx.at(row, col), count);
@@ -258,6 +291,12 @@ void run_gelu_backward(ne_context& context, const GeluBackwardArgs& args) {
 
 // Forward (x -> out) and backward (dout -> dx) alike: elements of one index meet one mask bit.
 void run_dropout(ne_context& context, const DropoutMask& mask, const UnaryArgs& args) {
+    if (context.device) {
+        ElementwiseLaunch launch = device_launch(ElementwiseOp::dropout, args.extent, args.x, {nullptr, 0}, 1, args.y);
+        launch.mask = mask;
+        context.device->elementwise(launch);
+        return;
+    }
     const ElementwiseKernels& kernels = elementwise_kernels_for(context.simd_level);
     run_segments(context, args.extent, [&](int64_t row, int64_t col, int64_t count) {
         const auto first_index = static_cast<uint64_t>(row * args.extent.cols + col);

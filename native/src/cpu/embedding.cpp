@@ -117,15 +117,26 @@ RowMatrix rows_per_id_arg(const ne_tensor& rows, const char* name, const ne_tens
     return row_matrix(rows, name);
 }
 
-// The ids, each checked to lie in [0, V): the last check, as it reads them all.
-Ids checked_ids(const ne_tensor& tensor, int64_t V, const char* table_name) {
+// The ids, each checked to lie in [0, V): the last check, as it reads them all (on the device
+// of a device context).
+Ids checked_ids(const ne_context& context, const ne_tensor& tensor, int64_t V, const char* table_name) {
     const RowMatrix rows = small_ops::element_rows(tensor, "ids");
     const Ids ids{data_of<int32_t>(tensor), rows.rows * rows.cols, rows.cols, rows.row_stride};
-    for (int64_t n = 0; n < ids.count; ++n) {
-        if (ids[n] < 0 || ids[n] >= V) {
-            fail(NE_STATUS_INVALID_ARGUMENT, "argument 'ids': element ", n, " is ", ids[n], "; expected a value in [0, ", V,
-                 ") (the rows of '", table_name, "')");
+    int64_t bad = -1;
+    int32_t value = 0;
+    if (context.device) {
+        bad = context.device->first_id_out_of_range({ids.data, ids.count, ids.cols, ids.row_stride}, V, &value);
+    } else {
+        for (int64_t n = 0; n < ids.count && bad < 0; ++n) {
+            if (ids[n] < 0 || ids[n] >= V) {
+                bad = n;
+                value = ids[n];
+            }
         }
+    }
+    if (bad >= 0) {
+        fail(NE_STATUS_INVALID_ARGUMENT, "argument 'ids': element ", bad, " is ", value, "; expected a value in [0, ", V,
+             ") (the rows of '", table_name, "')");
     }
     return ids;
 }
@@ -139,7 +150,7 @@ EmbeddingForwardArgs forward_args(const ne_context& context, const ne_tensor* ta
     const RowMatrix out_rows = rows_per_id_arg(out, "out", ids, table_rows.cols);
     expect_no_overlap(out, "out", table, "table");
     expect_no_overlap(out, "out", ids, "ids");
-    return {checked_ids(ids, table_rows.rows, "table"), table_rows.cols,       data_of<float>(table),
+    return {checked_ids(context, ids, table_rows.rows, "table"), table_rows.cols,       data_of<float>(table),
             table_rows.row_stride,                      data_of<float>(out), out_rows.row_stride};
 }
 
@@ -153,7 +164,7 @@ EmbeddingBackwardArgs backward_args(const ne_context& context, const ne_tensor* 
     const RowMatrix dout_rows = rows_per_id_arg(dout, "dout", ids, dtable_rows.cols);
     expect_no_overlap(dtable, "dtable", dout, "dout");
     expect_no_overlap(dtable, "dtable", ids, "ids");
-    return {checked_ids(ids, dtable_rows.rows, "dtable"),
+    return {checked_ids(context, ids, dtable_rows.rows, "dtable"),
             dtable_rows.rows,
             dtable_rows.cols,
             data_of<float>(dout),
@@ -170,7 +181,16 @@ EmbeddingBackwardArgs backward_args(const ne_context& context, const ne_tensor* 
 using small_ops::kLineFloats;
 using small_ops::kMinElementsPerThread;
 
+EmbeddingLaunch device_launch(const Ids& ids, int64_t V, int64_t C, const float* source, int64_t source_stride, float* destination,
+                              int64_t destination_stride, bool accumulate) {
+    return {{ids.data, ids.count, ids.cols, ids.row_stride}, V, C, source, source_stride, destination, destination_stride, accumulate};
+}
+
 void run_forward(ne_context& context, const EmbeddingForwardArgs& a) {
+    if (context.device) {
+        context.device->embedding_forward(device_launch(a.ids, 0, a.C, a.table, a.table_stride, a.out, a.out_stride, false));
+        return;
+    }
     if (context.simd_level == NE_SIMD_LEVEL_SCALAR) {
         embedding_forward_reference(a);
         return;
@@ -185,6 +205,11 @@ void run_forward(ne_context& context, const EmbeddingForwardArgs& a) {
 // every row of dtable and walks all ids in order: the sums are the reference's whatever the
 // thread count.
 void run_backward(ne_context& context, const EmbeddingBackwardArgs& a) {
+    if (context.device) {
+        context.device->embedding_backward(
+            device_launch(a.ids, a.V, a.C, a.dout, a.dout_stride, a.dtable, a.dtable_stride, a.accumulate));
+        return;
+    }
     if (context.simd_level == NE_SIMD_LEVEL_SCALAR) {
         embedding_backward_reference(a);
         return;

@@ -65,7 +65,6 @@ struct BatchedMatrix {
 
 BatchedMatrix batched_matrix_arg(const ne_tensor& tensor, const ne_context& context, const char* name) {
     expect_context(tensor, context, name);
-    expect_dtype(tensor, NE_DTYPE_F32, name);
     if (tensor.rank < 2) {
         fail(NE_STATUS_SHAPE_MISMATCH, "argument '", name, "': expected a matrix or a batch of matrices (rank >= 2), got shape ",
              shape_string(tensor));
@@ -140,6 +139,11 @@ SgemmBatch gemm_args(const ne_context& context, const ne_gemm_params& params, co
     const ne_tensor& a = tensor_arg(a_handle, "a");
     const ne_tensor& b = tensor_arg(b_handle, "b");
     const ne_tensor& c = tensor_arg(c_handle, "c");
+    // f32 everywhere; a device also multiplies bf16 or f16 operands into c of their dtype or f32.
+    const bool half_operands = context.device && (a.dtype == NE_DTYPE_BF16 || a.dtype == NE_DTYPE_F16);
+    expect_dtype(a, half_operands ? a.dtype : NE_DTYPE_F32, "a");
+    expect_dtype(b, a.dtype, "b");
+    if (c.dtype != a.dtype) expect_dtype(c, NE_DTYPE_F32, "c");
     const BatchedMatrix a_matrix = batched_matrix_arg(a, context, "a");
     const BatchedMatrix b_matrix = batched_matrix_arg(b, context, "b");
     const BatchedMatrix c_matrix = batched_matrix_arg(c, context, "c");
@@ -342,7 +346,9 @@ NE_API ne_status ne_gemm(ne_context* context, const ne_gemm_params* params, cons
     return ne::guard("ne_gemm", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
         const ne_gemm_params checked = ne::params_arg(params, "params", sizeof(ne_gemm_params), ne_gemm_params{});
-        ne::cpu::sgemm_batched(ctx, ne::cpu::gemm_args(ctx, checked, a, b, c));
+        const ne::cpu::SgemmBatch batch = ne::cpu::gemm_args(ctx, checked, a, b, c);
+        if (ctx.device) ctx.device->gemm(batch, a->dtype, c->dtype);
+        else ne::cpu::sgemm_batched(ctx, batch);
     });
 }
 

@@ -479,7 +479,9 @@ const Int8Kernels* simd_kernels(const ne_context& context) {
 }
 
 void run_quantize(ne_context& context, const QuantizeArgs& args) {
-    if (const Int8Kernels* kernels = simd_kernels(context)) {
+    if (context.device) {
+        context.device->quantize_int8(args);
+    } else if (const Int8Kernels* kernels = simd_kernels(context)) {
         quantize_parallel(*kernels, *context.pool, args);
     } else {
         expect_finite(args.x, args.R, args.C, args.x_row_stride, "x");
@@ -488,17 +490,21 @@ void run_quantize(ne_context& context, const QuantizeArgs& args) {
 }
 
 void run_dequantize(ne_context& context, const DequantizeArgs& args) {
-    if (const Int8Kernels* kernels = simd_kernels(context)) dequantize_parallel(*kernels, *context.pool, args);
+    if (context.device) context.device->dequantize_int8(args);
+    else if (const Int8Kernels* kernels = simd_kernels(context)) dequantize_parallel(*kernels, *context.pool, args);
     else dequantize_reference(args);
 }
 
 void run_gemm(ne_context& context, const GemmArgs& args) {
-    if (const Int8Kernels* kernels = simd_kernels(context)) gemm_parallel(*kernels, context, args);
+    if (context.device) context.device->gemm_int8(args);
+    else if (const Int8Kernels* kernels = simd_kernels(context)) gemm_parallel(*kernels, context, args);
     else gemm_reference(args);
 }
 
 void run_linear(ne_context& context, const LinearArgs& args) {
-    if (const Int8Kernels* kernels = simd_kernels(context)) {
+    if (context.device) {
+        context.device->linear_int8(args.x, args.x_row_stride, args.gemm);
+    } else if (const Int8Kernels* kernels = simd_kernels(context)) {
         linear_parallel(*kernels, context, args);
     } else {
         expect_finite(args.x, args.gemm.M, args.gemm.K, args.x_row_stride, "x");

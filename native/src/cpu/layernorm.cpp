@@ -383,6 +383,10 @@ BackwardKernel backward_kernel(Norm norm, ne_simd_level level) {
 }
 
 void run_forward(Norm norm, ne_context& context, const NormForwardArgs& args) {
+    if (context.device) {
+        context.device->norm_forward(norm == Norm::rms, args);
+        return;
+    }
     const ForwardKernel kernel = forward_kernel(norm, context.simd_level);
     parallel_for(context, args.N, std::max<int64_t>(1, kMinElementsPerThread / args.C),
                  [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
@@ -403,6 +407,10 @@ void reduce_chunks(ne_context& context, float* partials, int64_t chunk_count, in
 
 void run_backward(Norm norm, ne_context& context, const BackwardOutputs& outputs, bool accumulate) {
     const NormBackwardArgs& args = outputs.args;
+    if (context.device) {
+        context.device->norm_backward(norm == Norm::rms, args, outputs.dgamma, outputs.dbeta, accumulate);
+        return;
+    }
     const int64_t N = args.N, C = args.C;
     // The reference sums all rows as one chunk, on one thread.
     const int64_t chunk_rows =

@@ -169,6 +169,11 @@ constexpr int64_t kSumChunk = int64_t{1} << 14;
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 void run_sum_rows(ne_context& context, const SumRowsArgs& args) {
+    if (context.device) {
+        context.device->row_reduce({RowReduceOp::sum_rows, args.N, args.C, {args.x, args.x_stride}, {args.out, args.C}, false,
+                                    args.accumulate});
+        return;
+    }
     const ElementwiseKernels& kernels = elementwise_kernels_for(context.simd_level);
     const int64_t N = args.N, C = args.C;
     const int64_t chunk_rows =
@@ -202,6 +207,11 @@ void run_sum_rows(ne_context& context, const SumRowsArgs& args) {
 }
 
 void run_reduce_sum(ne_context& context, const ReduceSumArgs& args) {
+    if (context.device) {
+        context.device->row_reduce({RowReduceOp::reduce_sum, args.rows, args.cols, {args.x, args.x_stride}, {args.out, 1},
+                                    args.squares, args.accumulate});
+        return;
+    }
     const ReduceKernels& kernels = reduce_kernels_for(context.simd_level);
     const auto sum = args.squares ? kernels.sum_squares : kernels.sum;
     const int64_t total = args.rows * args.cols;
@@ -228,6 +238,11 @@ void run_reduce_sum(ne_context& context, const ReduceSumArgs& args) {
 }
 
 void run_softmax(ne_context& context, const SoftmaxArgs& args) {
+    if (context.device) {
+        context.device->row_reduce({RowReduceOp::softmax, args.N, args.C, {args.x, args.x_stride}, {args.out, args.out_stride},
+                                    false, false});
+        return;
+    }
     const ReduceKernels& kernels = reduce_kernels_for(context.simd_level);
     parallel_for(context, args.N, std::max<int64_t>(1, kMinElementsPerThread / args.C), [&](int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; ++n) kernels.softmax(args.x + n * args.x_stride, args.out + n * args.out_stride, args.C);

@@ -686,6 +686,7 @@ NE_API ne_status ne_sample_log_uniform(ne_context* context, const ne_sampler_par
                                        ne_tensor* target_expected_counts) {
     return ne::guard("ne_sample_log_uniform", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
+        ne::expect_host_backend(ctx, "ne_sample_log_uniform");
         const ne_sampler_params p = ne::cpu::sampler_params_arg(params);
         const auto args =
             ne::cpu::sampler_args(ctx, p, targets, samples, sample_expected_counts, target_expected_counts);
@@ -701,6 +702,7 @@ NE_API ne_status ne_sampled_softmax_forward(ne_context* context, const ne_sample
                                             ne_tensor* probs) {
     return ne::guard("ne_sampled_softmax_forward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
+        ne::expect_host_backend(ctx, "ne_sampled_softmax_forward");
         const ne_sampled_softmax_params p = ne::cpu::sampled_params_arg(params, false);
         const auto args = ne::cpu::sampled_forward_args(ctx, p, hidden, weight, bias, targets, samples,
                                                         sample_expected_counts, target_expected_counts, loss, probs);
@@ -718,6 +720,7 @@ NE_API ne_status ne_sampled_softmax_backward(ne_context* context, const ne_sampl
                                              ne_tensor* dhidden, ne_tensor* dweight, ne_tensor* dbias) {
     return ne::guard("ne_sampled_softmax_backward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
+        ne::expect_host_backend(ctx, "ne_sampled_softmax_backward");
         const ne_sampled_softmax_params p = ne::cpu::sampled_params_arg(params, true);
         const auto args = ne::cpu::sampled_backward_args(ctx, p, hidden, weight, targets, samples, probs, dloss, dhidden,
                                                          dweight, dbias);

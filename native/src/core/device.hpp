@@ -1,0 +1,71 @@
+// A device backend (CUDA) as the core and the exported operations see it. A context of a
+// device backend owns one Device: its memory, its queue of work and its kernels. Every method
+// throws ne::Error on failure; kernels are queued on the device's stream in call order.
+//
+// libnativeengine links core/no_cuda.cpp, whose open_cuda_device refuses; libnativeengine_cuda
+// links the CUDA implementation (native/src/cuda/).
+#pragma once
+
+#include "device_ops.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+struct ne_tensor;
+
+namespace ne {
+
+struct MemoryCounters;
+
+class Device {
+public:
+    virtual ~Device() = default;
+
+    // ---- Memory. Pointers are device addresses; byte counts are exact (no rounding). ----
+    // Zero-filled memory; never null.
+    virtual void* allocate(int64_t bytes) = 0;
+    virtual void free(void* data) noexcept = 0;
+    // Host <-> device copies of contiguous bytes; they complete before returning.
+    virtual void write(void* device_destination, const void* host_source, int64_t bytes) = 0;
+    virtual void read(void* host_destination, const void* device_source, int64_t bytes) = 0;
+    // Element copy between tensors of one shape and dtype, any strides, where at least one side
+    // lives on this device and the other on this device, another one, or the host.
+    virtual void copy(const ne_tensor& destination, const ne_tensor& source) = 0;
+    // Sets every element of a tensor of this device to the pattern of element_size bytes.
+    virtual void fill(const ne_tensor& tensor, const void* pattern, int64_t element_size) = 0;
+    // Waits for all queued work.
+    virtual void synchronize() = 0;
+
+    // ---- Kernels, on arguments already validated by the exported functions. ----
+    virtual void norm_forward(bool rms, const cpu::NormForwardArgs& args) = 0;
+    virtual void norm_backward(bool rms, const cpu::NormBackwardArgs& args, float* dgamma, float* dbeta,
+                               bool accumulate) = 0;
+    virtual void quantize_int8(const cpu::QuantizeArgs& args) = 0;
+    virtual void dequantize_int8(const cpu::DequantizeArgs& args) = 0;
+    virtual void gemm_int8(const cpu::GemmArgs& args) = 0;
+    // y [M,N] = dequant(quant_per_row(x) w^T) + bias; gemm.a and gemm.a_scales are unset.
+    virtual void linear_int8(const float* x, int64_t x_row_stride, const cpu::GemmArgs& gemm) = 0;
+    // ne_gemm with a and b of ab_dtype (f32, bf16 or f16) and c of c_dtype (f32 or ab_dtype),
+    // accumulated in f32. For 16-bit operands the pointers of batch, typed float*, hold the
+    // addresses of the 16-bit elements.
+    virtual void gemm(const cpu::SgemmBatch& batch, ne_dtype ab_dtype, ne_dtype c_dtype) = 0;
+    virtual void elementwise(const ElementwiseLaunch& launch) = 0;
+    virtual void row_reduce(const RowReduceLaunch& launch) = 0;
+    virtual void adamw(const AdamwLaunch& launch) = 0;
+    // The flat index of the first id outside [0, V), or -1; its value in *value. Synchronizes.
+    virtual int64_t first_id_out_of_range(const DeviceIds& ids, int64_t V, int32_t* value) = 0;
+    virtual void embedding_forward(const EmbeddingLaunch& launch) = 0;
+    virtual void embedding_backward(const EmbeddingLaunch& launch) = 0;
+};
+
+// Opens CUDA device `index` for a context whose memory statistics are `counters` (they outlive
+// the device). Sets *device_name. Throws ne::Error: NE_STATUS_BACKEND_UNAVAILABLE without the
+// CUDA backend, a driver or a device; NE_STATUS_INVALID_ARGUMENT for an index out of range.
+std::unique_ptr<Device> open_cuda_device(int32_t index, MemoryCounters& counters, std::string* device_name);
+
+// Whether this library has the CUDA backend, and how many devices it sees (0 without a driver).
+bool cuda_compiled() noexcept;
+int32_t cuda_device_count() noexcept;
+
+}  // namespace ne

@@ -1,0 +1,103 @@
+// The CUDA backend's internal interface: the queue a context's work runs on, error checks,
+// counted scratch memory, and the launchers of each kernel family (one .cu file per family).
+// Launchers queue their kernels on the queue's stream and return without waiting, unless
+// their comment says they synchronize.
+//
+// Included by the CUDA translation units (nvcc, C++17) and by device.cpp (the host compiler).
+#pragma once
+
+#include "core/device_ops.hpp"
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace ne {
+struct MemoryCounters;
+}
+
+namespace ne::cuda {
+
+// What one context's kernels need: its stream, library handles and device properties.
+struct Queue {
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cublasLtHandle_t blas_lt;
+    int32_t device;
+    int32_t sm_count;
+    bool stream_ordered_memory;  // cudaMallocAsync is supported
+    MemoryCounters* counters;    // the context's, where scratch memory counts
+};
+
+// Throw ne::Error (NE_STATUS_DEVICE_ERROR, or NE_STATUS_OUT_OF_MEMORY) naming what failed.
+void check(cudaError_t status, const char* what);
+void check(cublasStatus_t status, const char* what);
+// After a kernel launch: reports a bad launch configuration at once.
+void check_launch(const char* kernel);
+
+// Device memory a kernel needs for the length of one call, freed in stream order (no wait),
+// counted in the context's live and peak bytes like the CPU's scratch memory.
+class Scratch {
+public:
+    Scratch(const Queue& queue, int64_t bytes);
+    ~Scratch();
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(data_);
+    }
+
+private:
+    const Queue* queue_;
+    void* data_;
+    int64_t bytes_;
+};
+
+// A tensor's elements as a kernel walks them: element (i0, i1, ...) at
+// data + (i0 * strides[0] + i1 * strides[1] + ...) * element_size.
+struct Layout {
+    void* data;
+    int32_t rank;
+    int64_t shape[NE_MAX_RANK];
+    int64_t strides[NE_MAX_RANK];
+    int64_t element_count;
+};
+
+// memory.cu
+void launch_copy(const Queue& queue, const Layout& destination, const Layout& source, int64_t element_size);
+void launch_fill(const Queue& queue, const Layout& tensor, uint32_t pattern, int64_t element_size);
+
+// layernorm.cu
+void launch_norm_forward(const Queue& queue, bool rms, const cpu::NormForwardArgs& args);
+void launch_norm_backward(const Queue& queue, bool rms, const cpu::NormBackwardArgs& args, float* dgamma, float* dbeta,
+                          bool accumulate);
+
+// int8.cu. The quantizing launchers check their input for non-finite values first, which
+// synchronizes (the error must be reported before any output is written).
+void launch_quantize_int8(const Queue& queue, const cpu::QuantizeArgs& args);
+void launch_dequantize_int8(const Queue& queue, const cpu::DequantizeArgs& args);
+void launch_gemm_int8(const Queue& queue, const cpu::GemmArgs& args);
+void launch_linear_int8(const Queue& queue, const float* x, int64_t x_row_stride, const cpu::GemmArgs& gemm);
+
+// gemm.cu: see Device::gemm.
+void launch_gemm(const Queue& queue, const cpu::SgemmBatch& batch, ne_dtype ab_dtype, ne_dtype c_dtype);
+
+// elementwise.cu
+void launch_elementwise(const Queue& queue, const ElementwiseLaunch& launch);
+
+// reduce.cu
+void launch_row_reduce(const Queue& queue, const RowReduceLaunch& launch);
+
+// adamw.cu
+void launch_adamw(const Queue& queue, const AdamwLaunch& launch);
+
+// embedding.cu. first_id_out_of_range synchronizes.
+int64_t first_id_out_of_range(const Queue& queue, const DeviceIds& ids, int64_t V, int32_t* value);
+void launch_embedding_forward(const Queue& queue, const EmbeddingLaunch& launch);
+void launch_embedding_backward(const Queue& queue, const EmbeddingLaunch& launch);
+
+}  // namespace ne::cuda

@@ -1,0 +1,36 @@
+"""Sets NativeEngine's GPU benchmark lines beside PyTorch's (tests/gpu/run.sh).
+
+Usage: compare.py OURS THEIRS, two files of "RESULT <name> <ms> <rate> <unit>" lines. Prints one
+row per case name found in either, with the ratio PyTorch time / our time (above 1: ours is
+faster), and the int8 GEMM's speed-up over our and PyTorch's bf16 GEMM at 4096^3.
+"""
+import sys
+
+
+def load(path):
+    results = {}
+    with open(path) as lines:
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 5 and fields[0] == "RESULT":
+                results[fields[1]] = (float(fields[2]), float(fields[3]), fields[4])
+    return results
+
+
+def main():
+    ours, theirs = load(sys.argv[1]), load(sys.argv[2])
+    print(f"{'case':40} {'ours ms':>10} {'torch ms':>10} {'ours':>16} {'torch':>16} {'ratio':>7}")
+    for name in list(ours) + [n for n in theirs if n not in ours]:
+        o, t = ours.get(name), theirs.get(name)
+        ratio = f"{t[0] / o[0]:7.2f}" if o and t else "      -"
+        cell = lambda r, i: f"{r[i]:10.4f}" if r else f"{'-':>10}"
+        rate = lambda r: f"{r[1]:9.3f} {r[2]:>6}" if r else f"{'-':>16}"
+        print(f"{name:40} {cell(o, 0)} {cell(t, 0)} {rate(o)} {rate(t)} {ratio}")
+    for label, results in (("our", ours), ("PyTorch's", theirs)):
+        if "gemm_int8_i32_4096" in ours and "gemm_bf16_4096" in results:
+            speedup = results["gemm_bf16_4096"][0] / ours["gemm_int8_i32_4096"][0]
+            print(f"our int8 GEMM vs {label} bf16 GEMM at 4096^3: {speedup:.2f}x (goal: 1.5x our bf16 GEMM)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# GPU verification harness, for a machine with an NVIDIA GPU, nvcc, CMake, Ninja and PyTorch but
+# no .NET SDK. From the repository root:
+#
+#   tests/gpu/run.sh            everything below; results into tests/gpu/results/<date>-<gpu>.md
+#
+# 1. builds the native libraries with this machine's nvcc for its GPU's architecture (build/gpu;
+#    warnings are not errors here: CI holds the sources to that with nvcc 11.8);
+# 2. runs the CUDA library's GoogleTest suites: every ported kernel on the device against the
+#    same references as on the CPU, plus the CUDA context, memory and copy tests;
+# 3. runs a short filtered pass of them under compute-sanitizer memcheck;
+# 4. runs the managed tests with a .NET runtime brought in .device/ (tests/gpu/prepare-device.sh
+#    makes it on a machine with the SDK), when present;
+# 5. runs the GPU benchmarks beside PyTorch's (torch_bench.py) and prints ours, PyTorch's and the
+#    ratio.
+# Environment: NE_CUDA_ARCH (default: the GPU's compute capability), NE_GPU_RESULTS (the file).
+# Every step runs even when an earlier one fails; the exit status is that of the first failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+capability=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d .)
+arch=${NE_CUDA_ARCH:-${capability:-90}}
+stamp=$(date -u +%Y-%m-%d)
+slug=$(printf '%s' "${gpu:-unknown-gpu}" | tr -cs 'A-Za-z0-9' '-' | sed 's/^-//; s/-$//')
+results=${NE_GPU_RESULTS:-tests/gpu/results/$stamp-$slug.md}
+build=build/gpu
+mkdir -p "$(dirname "$results")"
+status=0
+
+# Runs a command, appending its output to the results file as a fenced block under a heading.
+section() {
+  local title=$1
+  shift
+  printf '\n==> %s\n' "$title"
+  local log
+  log=$(mktemp)
+  local code=0
+  "$@" >"$log" 2>&1 || code=$?
+  cat "$log"
+  {
+    printf '\n## %s\n\n`%s` (exit status %d)\n\n```\n' "$title" "$*" "$code"
+    tail -n 200 "$log"
+    printf '```\n'
+  } >>"$results"
+  rm -f "$log"
+  if [[ $code -ne 0 && $status -eq 0 ]]; then status=$code; fi
+  return "$code"
+}
+
+{
+  printf '# GPU results: %s, %s\n\n' "${gpu:-unknown GPU}" "$stamp"
+  printf -- '- Command: `tests/gpu/run.sh` at commit %s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  printf -- '- GPU: %s (compute capability %s), driver %s; built for sm_%s\n' "${gpu:-?}" "${capability:-?}" "${driver:-?}" "$arch"
+  printf -- '- nvcc: %s\n' "$(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+  printf -- '- PyTorch: %s\n' "$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null || echo missing)"
+} >"$results"
+
+configure_args=(-S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON -DNE_BUILD_BENCHMARKS=OFF
+                -DCMAKE_CUDA_ARCHITECTURES="$arch")
+if [[ ! -e /usr/include/gtest/gtest.h && -d .device/googletest ]]; then
+  configure_args+=(-DNE_GTEST_SOURCE_DIR="$root/.device/googletest")
+fi
+build_native() { cmake "${configure_args[@]}" && cmake --build "$build" --parallel; }
+section "Build (nvcc, sm_$arch)" build_native || {
+  echo "the build failed; nothing else can run" >&2
+  exit 1
+}
+
+tests=$build/tests/native/nativeengine_cuda_tests
+section "GoogleTest: CUDA library (every ported kernel on the device against the references)" \
+  "$tests" --gtest_brief=1
+
+if command -v compute-sanitizer >/dev/null; then
+  section "compute-sanitizer memcheck (short pass)" compute-sanitizer --tool memcheck --error-exitcode 1 \
+    "$tests" --gtest_brief=1 \
+    --gtest_filter='CudaBackend.*:*NormKernels*cuda0*:*Int8Test*cuda0*:*ElementwiseOps*cuda0*:*ReduceOps*cuda0*:*AdamwOps*cuda0*:*EmbeddingOps*cuda0*:*GemmTest*cuda0*'
+else
+  section "compute-sanitizer memcheck (short pass)" echo "compute-sanitizer not found: skipped"
+fi
+
+if [[ -f .device/dotnet.tgz && -f .device/managed.tgz ]]; then
+  rm -rf .device/dotnet .device/managed
+  mkdir -p .device/dotnet .device/managed
+  tar -C .device/dotnet -xzf .device/dotnet.tgz
+  tar -C .device/managed -xzf .device/managed.tgz
+  # The managed layer has no backend selection yet: its tests run on CPU contexts of the CUDA
+  # library. The loader test that expects the file name libnativeengine.so is left out.
+  section "Managed tests (xunit in-process runner, .NET runtime from .device/, the CUDA library)" \
+    env DOTNET_ROOT="$root/.device/dotnet" NE_NATIVE_PATH="$root/$build/native/libnativeengine_cuda.so" \
+    "$root/.device/dotnet/dotnet" .device/managed/NativeEngine.Tests.dll -noColor \
+    -method- NativeEngine.Tests.NativeLibraryLoaderTests.NativePathMayNameTheLibraryOrItsFolder
+else
+  section "Managed tests" echo ".device/dotnet.tgz or .device/managed.tgz missing (run tests/gpu/prepare-device.sh): skipped"
+fi
+
+ours=$(mktemp)
+theirs=$(mktemp)
+bench_ours() { "$build/tests/gpu/nativeengine_gpu_bench" | tee "$ours"; }
+bench_torch() { python3 tests/gpu/torch_bench.py | tee "$theirs"; }
+section "Benchmarks: NativeEngine (C ABI)" bench_ours
+section "Benchmarks: PyTorch" bench_torch
+section "Benchmarks side by side (ratio = PyTorch time / our time: above 1 means ours is faster)" \
+  python3 tests/gpu/compare.py "$ours" "$theirs"
+rm -f "$ours" "$theirs"
+
+printf '\nResults written to %s\n' "$results"
+exit "$status"

@@ -1,0 +1,72 @@
+"""PyTorch's side of the GPU benchmarks (tests/gpu/run.sh): the cases of gpu_bench.cpp, same
+shapes and names, timed with CUDA events (mean per call after warm-up).
+
+Output, one line per case: RESULT <name> <milliseconds> <rate> <unit>
+"""
+import torch
+import torch.nn.functional as F
+
+
+def time_ms(call):
+    for _ in range(3):
+        call()
+    torch.cuda.synchronize()
+    iterations = 1
+    while True:
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iterations):
+            call()
+        stop.record()
+        torch.cuda.synchronize()
+        ms = start.elapsed_time(stop)
+        if ms > 500 or iterations >= 1 << 16:
+            return ms / iterations
+        iterations *= 10 if ms < 50 else 2
+
+
+def report(name, ms, rate, unit):
+    print(f"RESULT {name} {ms:.6f} {rate:.3f} {unit}", flush=True)
+
+
+def main():
+    device = torch.device("cuda")
+    print(f"DEVICE {torch.cuda.get_device_name(device)}")
+    n_rows, channels = 4096, 1024
+    x = torch.rand(n_rows, channels, device=device) * 2 - 1
+    residual = torch.rand_like(x) * 2 - 1
+    gamma = torch.rand(channels, device=device) * 2 - 1
+    beta = torch.rand(channels, device=device) * 2 - 1
+    size = n_rows * channels * 4
+    ms = time_ms(lambda: F.layer_norm(x, (channels,), gamma, beta, 1e-5))
+    report("layernorm_forward_4096x1024", ms, 2 * size / (ms * 1e-3) / 1e12, "TB/s")
+    ms = time_ms(lambda: F.layer_norm(x + residual, (channels,), gamma, beta, 1e-5))
+    report("layernorm_residual_forward_4096x1024", ms, 4 * size / (ms * 1e-3) / 1e12, "TB/s")
+
+    xg = x.clone().requires_grad_(True)
+    gg = gamma.clone().requires_grad_(True)
+    bg = beta.clone().requires_grad_(True)
+    y = F.layer_norm(xg, (channels,), gg, bg, 1e-5)
+    dy = torch.rand_like(y)
+    ms = time_ms(lambda: torch.autograd.grad(y, (xg, gg, bg), dy, retain_graph=True))
+    report("layernorm_backward_4096x1024", ms, 3 * size / (ms * 1e-3) / 1e12, "TB/s")
+
+    n = 4096
+    operations = 2.0 * n * n * n
+    a8 = torch.full((n, n), 3, dtype=torch.int8, device=device)
+    b8 = torch.full((n, n), -2, dtype=torch.int8, device=device)
+    ms = time_ms(lambda: torch._int_mm(a8, b8.t()))
+    report("gemm_int8_i32_4096", ms, operations / (ms * 1e-3) / 1e12, "TOPS")
+    a16 = torch.rand(n, n, device=device, dtype=torch.bfloat16)
+    b16 = torch.rand(n, n, device=device, dtype=torch.bfloat16)
+    ms = time_ms(lambda: a16 @ b16.t())
+    report("gemm_bf16_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s")
+    a32 = torch.rand(n, n, device=device)
+    b32 = torch.rand(n, n, device=device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    ms = time_ms(lambda: a32 @ b32.t())
+    report("gemm_f32_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+// The CUDA backend as each library build and machine offers it: the CPU library refuses CUDA
+// contexts and names the library that has them; the CUDA library without a driver or device
+// refuses them cleanly (no crash, nothing leaked); with a device, contexts, memory and copies
+// behave as on the CPU, tensors stay with their context, and operations not yet ported are
+// refused by name. The kernels themselves run against their references in each kernel suite,
+// whose configurations include the device (test_support.hpp).
+#include "test_support.hpp"
+
+#include <numeric>
+
+using namespace ne_test;
+
+namespace {
+
+ne_status create_cuda_context(int32_t device_index, ne_context** out) {
+    ne_context_options options{};
+    options.struct_size = sizeof options;
+    options.backend = NE_BACKEND_CUDA;
+    options.device_index = device_index;
+    return ne_context_create(&options, out);
+}
+
+ne_memory_stats global_stats() {
+    ne_memory_stats stats{};
+    stats.struct_size = sizeof stats;
+    check(ne_get_memory_stats(&stats), "ne_get_memory_stats");
+    return stats;
+}
+
+bool has_cuda_device() {
+    const ne_system_info info = system_info();
+    return info.cuda_compiled != 0 && info.cuda_device_count > 0;
+}
+
+Context cuda_context() {
+    ne_context* context = nullptr;
+    check(create_cuda_context(0, &context), "ne_context_create (CUDA)");
+    return Context(context);
+}
+
+}  // namespace
+
+TEST(CudaBackend, UnavailableWithoutTheCudaLibraryOrADevice) {
+    const ne_system_info info = system_info();
+    if (info.cuda_compiled != 0 && info.cuda_device_count > 0) GTEST_SKIP() << "a CUDA device is present";
+    const ne_memory_stats before = global_stats();
+    ne_context* context = nullptr;
+    const ne_status status = create_cuda_context(0, &context);
+    if (info.cuda_compiled == 0) {
+        EXPECT_TRUE(fails_with(status, NE_STATUS_BACKEND_UNAVAILABLE, {"ne_context_create", "libnativeengine_cuda"}));
+        EXPECT_EQ(info.cuda_device_count, 0);
+    } else {
+        EXPECT_TRUE(fails_with(status, NE_STATUS_BACKEND_UNAVAILABLE, {"ne_context_create", "no CUDA device"}));
+    }
+    EXPECT_EQ(context, nullptr);
+    const ne_memory_stats after = global_stats();
+    EXPECT_EQ(after.live_contexts, before.live_contexts);
+    EXPECT_EQ(after.live_bytes, before.live_bytes);
+}
+
+TEST(CudaBackend, DeviceIndexIsValidated) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    ne_context* context = nullptr;
+    EXPECT_TRUE(fails_with(create_cuda_context(-1, &context), NE_STATUS_INVALID_ARGUMENT, {"device_index", "-1"}));
+    EXPECT_TRUE(fails_with(create_cuda_context(system_info().cuda_device_count, &context), NE_STATUS_INVALID_ARGUMENT,
+                           {"device_index", "CUDA device"}));
+    EXPECT_EQ(context, nullptr);
+}
+
+TEST(CudaBackend, ContextDescribesTheDevice) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    Context context = cuda_context();
+    ne_context_info info{};
+    info.struct_size = sizeof info;
+    NE_ASSERT_OK(ne_context_get_info(context.get(), &info));
+    EXPECT_EQ(info.backend, NE_BACKEND_CUDA);
+    EXPECT_EQ(info.device_index, 0);
+    EXPECT_STRNE(info.device_name, "");
+    NE_EXPECT_OK(ne_context_synchronize(context.get()));
+}
+
+TEST(CudaBackend, MemoryIsZeroedCountedAndReleased) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    const ne_memory_stats before = global_stats();
+    {
+        Context context = cuda_context();
+        Tensor tensor = make_tensor(context.get(), NE_DTYPE_F32, {3, 5});
+        EXPECT_EQ(read<float>(tensor.get()), std::vector<float>(15, 0.0f));
+        ne_memory_stats stats{};
+        stats.struct_size = sizeof stats;
+        NE_ASSERT_OK(ne_context_get_memory_stats(context.get(), &stats));
+        EXPECT_EQ(stats.live_tensors, 1);
+        EXPECT_EQ(stats.live_allocations, 1);
+        EXPECT_EQ(stats.live_bytes, 60);
+    }
+    const ne_memory_stats after = global_stats();
+    EXPECT_EQ(after.live_contexts, before.live_contexts);
+    EXPECT_EQ(after.live_allocations, before.live_allocations);
+    EXPECT_EQ(after.live_bytes, before.live_bytes);
+}
+
+TEST(CudaBackend, WritesReadsFillsAndStridedCopies) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    Context cuda = cuda_context();
+    Context cpu = make_cpu_context();
+    std::vector<float> values(4 * 6);
+    std::iota(values.begin(), values.end(), 1.0f);
+    Tensor device = make_tensor(cuda.get(), NE_DTYPE_F32, {4, 6}, values);
+    EXPECT_EQ(read<float>(device.get()), values);
+
+    // A transposed view of device memory, copied to the host, device and host again.
+    const int64_t shape[] = {6, 4}, strides[] = {1, 6};
+    ne_tensor* raw = nullptr;
+    NE_ASSERT_OK(ne_tensor_view(device.get(), 0, 2, shape, strides, &raw));
+    Tensor transposed(raw);
+    std::vector<float> expected(24);
+    for (int r = 0; r < 6; ++r) {
+        for (int c = 0; c < 4; ++c) expected[static_cast<size_t>(r * 4 + c)] = values[static_cast<size_t>(c * 6 + r)];
+    }
+    Tensor on_host = make_tensor(cpu.get(), NE_DTYPE_F32, {6, 4});
+    NE_ASSERT_OK(ne_tensor_copy(on_host.get(), transposed.get()));
+    EXPECT_EQ(read<float>(on_host.get()), expected);
+    Tensor on_device = make_tensor(cuda.get(), NE_DTYPE_F32, {6, 4});
+    NE_ASSERT_OK(ne_tensor_copy(on_device.get(), transposed.get()));
+    EXPECT_EQ(read<float>(on_device.get()), expected);
+
+    // Host strided view into device strided view.
+    Tensor host_source = make_tensor(cpu.get(), NE_DTYPE_F32, {4, 6}, values);
+    ne_tensor* host_raw = nullptr;
+    NE_ASSERT_OK(ne_tensor_view(host_source.get(), 0, 2, shape, strides, &host_raw));
+    Tensor host_transposed(host_raw);
+    Tensor device_target = make_tensor(cuda.get(), NE_DTYPE_F32, {4, 6});
+    ne_tensor* target_raw = nullptr;
+    NE_ASSERT_OK(ne_tensor_view(device_target.get(), 0, 2, shape, strides, &target_raw));
+    Tensor target_view(target_raw);
+    NE_ASSERT_OK(ne_tensor_copy(target_view.get(), host_transposed.get()));
+    EXPECT_EQ(read<float>(device_target.get()), values);
+
+    NE_ASSERT_OK(ne_tensor_fill(transposed.get(), -2.5));
+    EXPECT_EQ(read<float>(device.get()), std::vector<float>(24, -2.5f));
+    Tensor integers = make_tensor(cuda.get(), NE_DTYPE_I8, {7});
+    NE_ASSERT_OK(ne_tensor_fill(integers.get(), -3.0));
+    EXPECT_EQ(read<int8_t>(integers.get()), std::vector<int8_t>(7, -3));
+}
+
+TEST(CudaBackend, TensorsStayWithTheirContext) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    Context cuda = cuda_context();
+    Context cpu = make_cpu_context();
+    Tensor x = make_tensor(cpu.get(), NE_DTYPE_F32, {2, 8});
+    Tensor y = make_tensor(cuda.get(), NE_DTYPE_F32, {2, 8});
+    EXPECT_TRUE(fails_with(ne_gelu_forward(cuda.get(), x.get(), y.get()), NE_STATUS_CONTEXT_MISMATCH, {"'x'"}));
+    EXPECT_TRUE(fails_with(ne_gelu_forward(cpu.get(), x.get(), y.get()), NE_STATUS_CONTEXT_MISMATCH, {"'y'"}));
+}
+
+TEST(CudaBackend, OperationsNotYetPortedAreRefusedByName) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    Context cuda = cuda_context();
+    Tensor q = make_tensor(cuda.get(), NE_DTYPE_F32, {1, 4, 2, 8});
+    Tensor out = make_tensor(cuda.get(), NE_DTYPE_F32, {1, 4, 2, 8});
+    const ne_attention_params params{sizeof(ne_attention_params), 0.0f, 1};
+    EXPECT_TRUE(fails_with(ne_attention_forward(cuda.get(), &params, q.get(), q.get(), q.get(), nullptr, out.get(), nullptr),
+                           NE_STATUS_UNSUPPORTED, {"ne_attention_forward", "CUDA backend"}));
+    Tensor hidden = make_tensor(cuda.get(), NE_DTYPE_F32, {2, 8});
+    Tensor weight = make_tensor(cuda.get(), NE_DTYPE_F32, {5, 8});
+    Tensor targets = make_tensor(cuda.get(), NE_DTYPE_I32, {2});
+    Tensor loss = make_tensor(cuda.get(), NE_DTYPE_F32, {2});
+    const ne_cross_entropy_params ce{sizeof(ne_cross_entropy_params), 0, 0};
+    EXPECT_TRUE(fails_with(ne_cross_entropy_forward(cuda.get(), &ce, hidden.get(), weight.get(), nullptr, targets.get(), loss.get(),
+                                                    nullptr),
+                           NE_STATUS_UNSUPPORTED, {"ne_cross_entropy_forward", "CUDA backend"}));
+    Tensor samples = make_tensor(cuda.get(), NE_DTYPE_I32, {3});
+    Tensor counts = make_tensor(cuda.get(), NE_DTYPE_F32, {3});
+    const ne_sampler_params sampler{sizeof(ne_sampler_params), 5, 1, 0};
+    EXPECT_TRUE(fails_with(ne_sample_log_uniform(cuda.get(), &sampler, nullptr, samples.get(), counts.get(), nullptr),
+                           NE_STATUS_UNSUPPORTED, {"ne_sample_log_uniform", "CUDA backend"}));
+}
+
+TEST(CudaBackend, EmbeddingIdsAreCheckedOnTheDevice) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    Context cuda = cuda_context();
+    Tensor table = make_tensor(cuda.get(), NE_DTYPE_F32, {4, 3});
+    Tensor ids = make_tensor(cuda.get(), NE_DTYPE_I32, {5}, std::vector<int32_t>{0, 3, 1, 7, -1});
+    Tensor out = make_tensor(cuda.get(), NE_DTYPE_F32, {5, 3});
+    EXPECT_TRUE(fails_with(ne_embedding_forward(cuda.get(), table.get(), ids.get(), out.get()), NE_STATUS_INVALID_ARGUMENT,
+                           {"'ids'", "element 3", "7"}));
+}

@@ -55,8 +55,10 @@ internal static class QuantizeCommand
             table.AddRow("fp32", Format(fp32Loss, "F4"), Format(Math.Exp(fp32Loss), "F3"), Format(fp32Time, "F1"));
             table.AddRow("int8", Format(int8Loss, "F4"), Format(Math.Exp(int8Loss), "F3"), Format(int8Time, "F1"));
             AnsiConsole.Write(table);
+            var change = 100 * (int8Loss - fp32Loss) / fp32Loss;
             AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"on {evaluation.Description}: int8 loss is {100 * (int8Loss - fp32Loss) / fp32Loss:+0.00;-0.00}% vs fp32; int8 forward is {fp32Time / int8Time:F2}x the speed of fp32")));
+                $"on {evaluation.Description}: int8 loss is {(change >= 0 ? "+" : "")}{change:F3}% vs fp32; int8 forward is {fp32Time / int8Time:F2}x the speed of fp32 " +
+                "(the linear layers are int8; embeddings, attention, LayerNorms and the output softmax stay fp32)")));
             return ExitCodes.Success;
         });
         return command;

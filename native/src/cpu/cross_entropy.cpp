@@ -4,7 +4,8 @@
 // Reads top-down: the scalar reference (what NE_SIMD_LEVEL_SCALAR runs, on one thread), the
 // validation shared with the sampled softmax (sampled_softmax.cpp), the chunked kernels that run
 // the GEMMs on the context's threads and the softmax row passes of cross_entropy_avx2.cpp, and
-// the exported functions.
+// the exported functions, which hand device contexts to their Device (cuda/cross_entropy.cu, the
+// same chunked algorithm) after validation.
 //
 // Shape letters: N rows, D hidden size, V classes; a chunk covers `chunk` classes.
 //

@@ -1,10 +1,12 @@
 // Log-uniform candidate sampling and the sampled softmax cross-entropy on the CPU; the contract
 // is in nativeengine.h.
 //
-// Reads top-down: the sampler (one implementation for every SIMD level: unique sampling is
-// sequential by nature, and S draws cost nothing next to the loss), the scalar reference of the
-// loss (what NE_SIMD_LEVEL_SCALAR runs, on one thread), validation, the kernels that gather the
-// sampled rows of weight and run GEMMs on the context's threads, and the exported functions.
+// Reads top-down: the sampler (one implementation for every SIMD level and for device contexts:
+// unique sampling is sequential by nature, and S draws cost nothing next to the loss; a device
+// stores the host's draws, see sample_log_uniform_on_device), the scalar reference of the loss
+// (what NE_SIMD_LEVEL_SCALAR runs, on one thread), validation, the kernels that gather the
+// sampled rows of weight and run GEMMs on the context's threads, and the exported functions,
+// which hand device contexts to their Device (cuda/sampled_softmax.cu) after validation.
 //
 // Shape letters: N rows, D hidden size, V classes, S samples. Row n scores S + 1 classes: its
 // target in column 0 and the samples in columns 1..S, the layout of probs [N, S + 1].

@@ -106,5 +106,23 @@ section "Benchmarks side by side (ratio = PyTorch time / our time: above 1 means
   python3 tests/gpu/compare.py "$ours" "$theirs"
 rm -f "$ours" "$theirs"
 
+# ---- Softmax losses (sampled softmax, fused cross-entropy): sanitizers, then the steps beside
+# PyTorch's full cross_entropy with their peak memory, and the ratios. ----
+losses_filter='*CrossEntropy*cuda0*:*LogUniformSampler*cuda0*:*SampledSoftmax*cuda0*'
+losses_quick='-*MatchesOracle*:*FiniteDifferences*'
+if command -v compute-sanitizer >/dev/null; then
+  section "compute-sanitizer memcheck: softmax losses" compute-sanitizer --tool memcheck --error-exitcode 1 \
+    "$tests" --gtest_brief=1 --gtest_filter="$losses_filter$losses_quick"
+  section "compute-sanitizer racecheck: softmax losses" compute-sanitizer --tool racecheck --error-exitcode 1 \
+    "$tests" --gtest_brief=1 --gtest_filter='*CrossEntropy.RepeatedCalls*cuda0*:*SampledSoftmax.DrawnSamples*cuda0*'
+fi
+losses_ours=$(mktemp)
+bench_losses_ours() { "$build/tests/gpu/nativeengine_gpu_bench_losses" | tee "$losses_ours"; }
+section "Benchmarks: softmax losses, NativeEngine (MEMORY: peak bytes of the step beyond its inputs)" bench_losses_ours
+section "Benchmarks: softmax losses, PyTorch's full cross_entropy, and the ratios" \
+  python3 tests/gpu/torch_bench_losses.py "$losses_ours"
+rm -f "$losses_ours"
+# ---- end of softmax losses ----
+
 printf '\nResults written to %s\n' "$results"
 exit "$status"

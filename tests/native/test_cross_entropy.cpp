@@ -1,5 +1,5 @@
 // Chunked softmax cross-entropy over an output projection, forward and backward: every backend
-// configuration against an unfused double-precision oracle (materialized logits, softmax,
+// configuration (CUDA device 0 too, where present) against an unfused double-precision oracle (materialized logits, softmax,
 // cross-entropy) and against finite differences; chunk sizes, ignored rows, accumulation,
 // padded rows, large logits, working memory, determinism and argument checks.
 //
@@ -427,7 +427,39 @@ TEST_P(CrossEntropy, WorkingMemoryStaysBelowTheLogits) {
     EXPECT_EQ(after.live_bytes, before.live_bytes);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, CrossEntropy, ::testing::ValuesIn(cpu_backend_configurations()), config_name);
+// The same call twice gives the same bits: on the CPU (see also CrossEntropyDeterminism) and on
+// a device, whose block reductions and cuBLAS calls have a fixed order. A chunk that does not
+// divide V, and an odd N, exercise the last partial chunk and uneven row blocks.
+TEST_P(CrossEntropy, RepeatedCallsGiveTheSameBits) {
+    const Problem p = make_problem(129, 40, 1000, 92, true);
+    RunOptions options;
+    options.chunk_size = 96;
+    const Outputs first = run(context.get(), p, options), second = run(context.get(), p, options);
+    EXPECT_TRUE(bitwise_equal(first.loss, second.loss));
+    EXPECT_TRUE(bitwise_equal(first.lse, second.lse));
+    EXPECT_TRUE(bitwise_equal(first.dhidden, second.dhidden));
+    EXPECT_TRUE(bitwise_equal(first.dweight, second.dweight));
+    EXPECT_TRUE(bitwise_equal(first.dbias, second.dbias));
+}
+
+// Targets are checked where they live (on a device, by a kernel): the first one out of range is
+// named, and nothing is written.
+TEST_P(CrossEntropy, RefusesTargetsOutOfRange) {
+    const Problem p = make_problem(5, 4, 10, 93, false, false);
+    Tensor hidden = make_tensor(context.get(), NE_DTYPE_F32, {p.N, p.D}, p.hidden);
+    Tensor weight = make_tensor(context.get(), NE_DTYPE_F32, {p.V, p.D}, p.weight);
+    Tensor targets = make_tensor(context.get(), NE_DTYPE_I32, {p.N}, std::vector<int32_t>{-1, 3, 12, 10, 0});
+    Tensor loss = make_tensor(context.get(), NE_DTYPE_F32, {p.N});
+    check(ne_tensor_fill(loss.get(), kSentinel), "ne_tensor_fill");
+    const ne_cross_entropy_params params = ce_params();
+    EXPECT_TRUE(fails_with(ne_cross_entropy_forward(context.get(), &params, hidden.get(), weight.get(), nullptr, targets.get(),
+                                                    loss.get(), nullptr),
+                           NE_STATUS_INVALID_ARGUMENT, {"'targets'", "element 2 is 12", "[0, 10)"}));
+    EXPECT_TRUE(bitwise_equal(read<float>(loss.get()), std::vector<float>(static_cast<size_t>(p.N), kSentinel)));
+}
+
+// Every configuration, the CUDA device included where present (backend_configurations()).
+INSTANTIATE_TEST_SUITE_P(Cpu, CrossEntropy, ::testing::ValuesIn(backend_configurations()), config_name);
 
 // ---- Determinism ----------------------------------------------------------------------------
 

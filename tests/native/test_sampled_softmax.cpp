@@ -190,7 +190,35 @@ TEST_P(LogUniformSampler, SameSeedSameDrawsOtherSeedOtherDraws) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, LogUniformSampler, ::testing::ValuesIn(cpu_backend_configurations()), config_name);
+// Every backend draws the CPU's samples: the same classes and sample counts bit for bit (a device
+// stores the host's draws), and target counts within one float ulp (a device evaluates the same
+// double formulas with its own log1p and expm1, each within an ulp of exact in double).
+TEST_P(LogUniformSampler, DrawsEqualTheCpuDraws) {
+    Context cpu = make_cpu_context();
+    for (int32_t unique : {0, 1}) {
+        for (const auto& [V, S] : {std::pair<int64_t, int64_t>{7, 20}, {1000, 64}, {100000, 1024}}) {
+            SCOPED_TRACE("V=" + std::to_string(V) + " S=" + std::to_string(S) + " unique=" + std::to_string(unique));
+            if (unique == 1 && S > V) continue;
+            std::vector<int32_t> targets;
+            for (int64_t n = 0; n < 300; ++n) targets.push_back(n % 7 == 3 ? -1 : static_cast<int32_t>((n * n * 7919) % V));
+            const Draws ours = sample(context.get(), V, S, 31 + static_cast<uint64_t>(V), unique, targets);
+            const Draws reference = sample(cpu.get(), V, S, 31 + static_cast<uint64_t>(V), unique, targets);
+            EXPECT_EQ(ours.samples, reference.samples);
+            EXPECT_TRUE(bitwise_equal(ours.sample_counts, reference.sample_counts));
+            ASSERT_EQ(ours.target_counts.size(), reference.target_counts.size());
+            for (size_t n = 0; n < targets.size(); ++n) {
+                const float expected = reference.target_counts[n];
+                const float actual = ours.target_counts[n];
+                EXPECT_TRUE(actual == expected || actual == std::nextafter(expected, 0.0f) ||
+                            actual == std::nextafter(expected, 2.0f * expected))
+                    << "row " << n << " (target " << targets[n] << "): " << actual << " vs " << expected;
+            }
+        }
+    }
+}
+
+// Every configuration, the CUDA device included where present (backend_configurations()).
+INSTANTIATE_TEST_SUITE_P(Cpu, LogUniformSampler, ::testing::ValuesIn(backend_configurations()), config_name);
 
 // 10^6 independent draws over V = 1000 classes against P(c): Pearson's chi-square over the
 // 1000 classes (every expected count is above 140) has 999 degrees of freedom, mean 999 and
@@ -604,7 +632,64 @@ TEST_P(SampledSoftmax, GradientsMatchFiniteDifferences) {
     FiniteDifferences(context.get(), p).check_gradients();
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, SampledSoftmax, ::testing::ValuesIn(cpu_backend_configurations()), config_name);
+// A training step as a caller runs it: samples drawn on the context (independent draws repeat
+// classes, unique ones do not; both hit targets by accident), then forward and backward against
+// the oracle, and the same call again gives the same bits (a device's scatter sums every class
+// in a fixed order, without atomics).
+TEST_P(SampledSoftmax, DrawnSamplesMatchOracleAndRepeatBitwise) {
+    for (int32_t unique : {0, 1}) {
+        SCOPED_TRACE("unique=" + std::to_string(unique));
+        Problem p = make_problem(67, 24, 300, 96, 801 + static_cast<uint64_t>(unique), true);
+        const Draws draws = sample(context.get(), p.V, p.S, 802, unique, p.targets);
+        p.samples = draws.samples;
+        p.sample_counts = draws.sample_counts;
+        p.target_counts = draws.target_counts;
+        const Outputs first = run(context.get(), p), second = run(context.get(), p);
+        const Oracle expected = oracle(p, true, true);
+        EXPECT_TRUE(all_near(first.loss, expected.loss, kForwardTolerance)) << "loss";
+        EXPECT_TRUE(all_near(first.probs, expected.probs, kForwardTolerance)) << "probs";
+        EXPECT_TRUE(all_near(first.dhidden, expected.dhidden, kBackwardTolerance)) << "dhidden";
+        EXPECT_TRUE(all_near(first.dweight, expected.dweight, kBackwardTolerance)) << "dweight";
+        EXPECT_TRUE(all_near(first.dbias, expected.dbias, kBackwardTolerance)) << "dbias";
+        EXPECT_TRUE(bitwise_equal(first.loss, second.loss));
+        EXPECT_TRUE(bitwise_equal(first.probs, second.probs));
+        EXPECT_TRUE(bitwise_equal(first.dhidden, second.dhidden));
+        EXPECT_TRUE(bitwise_equal(first.dweight, second.dweight));
+        EXPECT_TRUE(bitwise_equal(first.dbias, second.dbias));
+    }
+}
+
+// Samples and expected counts are checked where they live (on a device, by kernels): the first
+// bad element is named, and nothing is written. An ignored row's count is not read.
+TEST_P(SampledSoftmax, RefusesBadSamplesAndCounts) {
+    Problem p = make_problem(3, 4, 10, 4, 901, false);
+    p.targets = {2, -1, 5};
+    p.target_counts = {1.0f, 0.0f, 2.0f};
+    Tensor hidden = make_tensor(context.get(), NE_DTYPE_F32, {p.N, p.D}, p.hidden);
+    Tensor weight = make_tensor(context.get(), NE_DTYPE_F32, {p.V, p.D}, p.weight);
+    Tensor targets = make_tensor(context.get(), NE_DTYPE_I32, {p.N}, p.targets);
+    Tensor target_counts = make_tensor(context.get(), NE_DTYPE_F32, {p.N}, p.target_counts);
+    Tensor loss = make_tensor(context.get(), NE_DTYPE_F32, {p.N});
+    check(ne_tensor_fill(loss.get(), kSentinel), "ne_tensor_fill");
+    const ne_sampled_softmax_params params = softmax_params(1, 1);
+    const auto forward = [&](const std::vector<int32_t>& samples, const std::vector<float>& counts) {
+        Tensor sample_tensor = make_tensor(context.get(), NE_DTYPE_I32, {p.S}, samples);
+        Tensor count_tensor = make_tensor(context.get(), NE_DTYPE_F32, {p.S}, counts);
+        return ne_sampled_softmax_forward(context.get(), &params, hidden.get(), weight.get(), nullptr, targets.get(),
+                                          sample_tensor.get(), count_tensor.get(), target_counts.get(), loss.get(), nullptr);
+    };
+    EXPECT_TRUE(fails_with(forward({1, 2, -3, 4}, p.sample_counts), NE_STATUS_INVALID_ARGUMENT, {"'samples'", "element 2 is -3"}));
+    EXPECT_TRUE(fails_with(forward({1, 2, 3, 10}, p.sample_counts), NE_STATUS_INVALID_ARGUMENT, {"'samples'", "element 3 is 10"}));
+    EXPECT_TRUE(fails_with(forward({1, 2, 3, 4}, {1.0f, -2.0f, 1.0f, 1.0f}), NE_STATUS_INVALID_ARGUMENT,
+                           {"'sample_expected_counts'", "element 1 is -2"}));
+    EXPECT_TRUE(fails_with(forward({1, 2, 3, 4}, {1.0f, 1.0f, 1.0f, std::numeric_limits<float>::infinity()}),
+                           NE_STATUS_INVALID_ARGUMENT, {"'sample_expected_counts'", "element 3 is inf"}));
+    EXPECT_TRUE(bitwise_equal(read<float>(loss.get()), std::vector<float>(static_cast<size_t>(p.N), kSentinel)));
+    NE_EXPECT_OK(forward({1, 2, 3, 4}, p.sample_counts));
+}
+
+// Every configuration, the CUDA device included where present (backend_configurations()).
+INSTANTIATE_TEST_SUITE_P(Cpu, SampledSoftmax, ::testing::ValuesIn(backend_configurations()), config_name);
 
 // ---- Determinism ----------------------------------------------------------------------------
 

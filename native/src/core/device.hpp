@@ -7,6 +7,7 @@
 #pragma once
 
 #include "device_ops.hpp"
+#include "cpu/softmax_losses.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -57,6 +58,22 @@ public:
     virtual int64_t first_id_out_of_range(const DeviceIds& ids, int64_t V, int32_t* value) = 0;
     virtual void embedding_forward(const EmbeddingLaunch& launch) = 0;
     virtual void embedding_backward(const EmbeddingLaunch& launch) = 0;
+
+    // ---- softmax losses (cpu/softmax_losses.hpp; the contracts are in nativeengine.h) ----
+    // The index of the first of `count` contiguous class ids outside [0, V), negative ids
+    // allowed when negatives_ignored, or -1; its value in *value. Synchronizes.
+    virtual int64_t first_class_out_of_range(const int32_t* ids, int64_t count, int64_t V, bool negatives_ignored,
+                                             int32_t* value) = 0;
+    // The index of the first of `count` contiguous expected counts that is not finite and > 0,
+    // skipping index i where targets (nullptr: none skipped) has targets[i] < 0, or -1; its value
+    // in *value. Synchronizes.
+    virtual int64_t first_invalid_count(const float* counts, int64_t count, const int32_t* targets, float* value) = 0;
+    virtual void cross_entropy_forward(const cpu::CrossEntropyForwardArgs& args) = 0;
+    virtual void cross_entropy_backward(const cpu::CrossEntropyBackwardArgs& args) = 0;
+    // Stores the host's draws (one host-to-device copy) and computes the targets' expected counts.
+    virtual void store_sampler_draws(const cpu::SamplerDraws& draws) = 0;
+    virtual void sampled_softmax_forward(const cpu::SampledForwardArgs& args) = 0;
+    virtual void sampled_softmax_backward(const cpu::SampledBackwardArgs& args) = 0;
 };
 
 // Opens CUDA device `index` for a context whose memory statistics are `counters` (they outlive

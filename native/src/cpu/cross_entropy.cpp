@@ -4,7 +4,8 @@
 // Reads top-down: the scalar reference (what NE_SIMD_LEVEL_SCALAR runs, on one thread), the
 // validation shared with the sampled softmax (sampled_softmax.cpp), the chunked kernels that run
 // the GEMMs on the context's threads and the softmax row passes of cross_entropy_avx2.cpp, and
-// the exported functions.
+// the exported functions, which hand device contexts to their Device (cuda/cross_entropy.cu, the
+// same chunked algorithm) after validation.
 //
 // Shape letters: N rows, D hidden size, V classes; a chunk covers `chunk` classes.
 //
@@ -29,6 +30,7 @@
 // V = 20000 (perf, two AVX2 cores), the row passes (an exp per logit in each pass) about 3%; that
 // is why AVX-512 contexts share the AVX2 row kernels.
 #include "cpu/cross_entropy.hpp"
+#include "cpu/softmax_losses.hpp"
 
 #include "core/validate.hpp"
 #include "cpu/gemm.hpp"
@@ -43,42 +45,12 @@ namespace {
 
 constexpr float kInfinity = std::numeric_limits<float>::infinity();
 
-// Inputs of both passes, validated.
-struct ProjectionArgs {
-    int64_t N, D, V;
-    const float* hidden;  // [N, D]
-    int64_t hidden_stride;
-    const float* weight;  // [V, D]
-    int64_t weight_stride;
-    const float* bias;       // [V] or nullptr
-    const int32_t* targets;  // [N]; negative: ignored row
-    int64_t chunk;           // classes per chunk, 1..V
-};
-
-struct ForwardArgs {
-    ProjectionArgs in;
-    float* loss;  // [N]
-    float* lse;   // [N] or nullptr
-};
-
-struct BackwardArgs {
-    ProjectionArgs in;
-    const float* lse;    // [N]
-    const float* dloss;  // [N]
-    float* dhidden;      // [N, D]
-    int64_t dhidden_stride;
-    float* dweight;  // [V, D] or nullptr
-    int64_t dweight_stride;
-    float* dbias;  // [V] or nullptr
-    bool accumulate;
-};
-
 // ------------------------------------------------------------------------------------------
 // Scalar reference, in the style of llm.c: one logit at a time, no [N, V] or chunk buffers.
 // ------------------------------------------------------------------------------------------
 
 // z[n, c] = hidden_n . weight_c + bias_c, accumulated in d order.
-float logit_reference(const ProjectionArgs& a, int64_t n, int64_t c) {
+float logit_reference(const CrossEntropyArgs& a, int64_t n, int64_t c) {
     const float* h = a.hidden + n * a.hidden_stride;
     const float* w = a.weight + c * a.weight_stride;
     float z = 0.0f;
@@ -86,8 +58,8 @@ float logit_reference(const ProjectionArgs& a, int64_t n, int64_t c) {
     return a.bias ? z + a.bias[c] : z;
 }
 
-void forward_reference(const ForwardArgs& a) {
-    const ProjectionArgs& in = a.in;
+void forward_reference(const CrossEntropyForwardArgs& a) {
+    const CrossEntropyArgs& in = a.in;
     for (int64_t n = 0; n < in.N; ++n) {
         const int32_t target = in.targets[n];
         // online logsumexp: the max so far, and the sum of exp(z - max) so far
@@ -112,8 +84,8 @@ void forward_reference(const ForwardArgs& a) {
 
 // dloss_n/dz_c = softmax_c - [c == target] = exp(z_c - lse_n) - [c == target], and z_c is linear
 // in hidden_n, weight_c and bias_c.
-void backward_reference(const BackwardArgs& a) {
-    const ProjectionArgs& in = a.in;
+void backward_reference(const CrossEntropyBackwardArgs& a) {
+    const CrossEntropyArgs& in = a.in;
     const int64_t D = in.D;
     if (!a.accumulate) {
         for (int64_t c = 0; c < in.V; ++c) {
@@ -178,12 +150,21 @@ int64_t class_ids_arg(const ne_tensor& tensor, const ne_context& context, int64_
     expect_contiguous(tensor, name);
     const int64_t count = tensor.shape[0];
     const int32_t* ids = data_of<int32_t>(tensor);
-    for (int64_t i = 0; i < count; ++i) {
-        const int64_t id = ids[i];
-        if (id >= V || (id < 0 && !negatives_ignored)) {
-            fail(NE_STATUS_INVALID_ARGUMENT, "argument '", name, "': element ", i, " is ", id, "; expected a class in [0, ",
-                 V, ")", negatives_ignored ? " or a negative value for an ignored row" : "");
+    int64_t bad = -1;
+    int32_t value = 0;
+    if (context.device) {
+        bad = context.device->first_class_out_of_range(ids, count, V, negatives_ignored, &value);
+    } else {
+        for (int64_t i = 0; i < count && bad < 0; ++i) {
+            if (ids[i] >= V || (ids[i] < 0 && !negatives_ignored)) {
+                bad = i;
+                value = ids[i];
+            }
         }
+    }
+    if (bad >= 0) {
+        fail(NE_STATUS_INVALID_ARGUMENT, "argument '", name, "': element ", bad, " is ", value, "; expected a class in [0, ",
+             V, ")", negatives_ignored ? " or a negative value for an ignored row" : "");
     }
     return count;
 }
@@ -242,12 +223,18 @@ namespace {
 // classes: narrower chunks make the GEMMs repack hidden and re-read dhidden for too few classes.
 // Measured for one step at N = 4096, D = 512, V = 20000 on two AVX2 cores (total CPU time): 128
 // to 4096 classes within 5% of each other, 64 classes 25% more. A multiple of 16 classes.
+// A device runs each chunk's GEMMs as single cuBLAS calls, which only fill a GPU from a few
+// hundred million flops on: its default chunk holds up to 64 MiB of logits (2048 classes wide at
+// N = 8192), in multiples of 128 classes, the tile width of cuBLAS's large kernels.
 constexpr int64_t kDefaultChunkBytes = int64_t{4} << 20;
 constexpr int64_t kMinDefaultChunk = 128;
+constexpr int64_t kDeviceChunkBytes = int64_t{64} << 20;
 
-int64_t chunk_arg(int64_t requested, int64_t N, int64_t V) {
+int64_t chunk_arg(int64_t requested, int64_t N, int64_t V, bool device) {
     if (requested > 0) return std::min(requested, V);
-    const int64_t fitting = kDefaultChunkBytes / (N * static_cast<int64_t>(sizeof(float))) / 16 * 16;
+    const int64_t bytes = device ? kDeviceChunkBytes : kDefaultChunkBytes;
+    const int64_t multiple = device ? 128 : 16;
+    const int64_t fitting = bytes / (N * static_cast<int64_t>(sizeof(float))) / multiple * multiple;
     return std::min(std::max(fitting, kMinDefaultChunk), V);
 }
 
@@ -270,7 +257,7 @@ T* data_or_null(const ne_tensor* tensor) {
 }
 
 // hidden, weight, bias and targets; outputs and further inputs are checked by the callers.
-ProjectionArgs projection_args(const ne_context& context, const ne_cross_entropy_params& params, const ne_tensor& hidden,
+CrossEntropyArgs projection_args(const ne_context& context, const ne_cross_entropy_params& params, const ne_tensor& hidden,
                                const ne_tensor& weight, const ne_tensor* bias, const ne_tensor& targets) {
     const Matrix h = f32_matrix_arg(hidden, context, -1, -1, "hidden");
     const Matrix w = f32_matrix_arg(weight, context, -1, h.cols, "weight");
@@ -285,10 +272,10 @@ ProjectionArgs projection_args(const ne_context& context, const ne_cross_entropy
             w.row_stride,
             data_or_null<float>(bias),
             data_of<int32_t>(targets),
-            chunk_arg(params.chunk_size, h.rows, w.rows)};
+            chunk_arg(params.chunk_size, h.rows, w.rows, context.device != nullptr)};
 }
 
-ForwardArgs forward_args(const ne_context& context, const ne_cross_entropy_params& params, const ne_tensor* hidden_arg,
+CrossEntropyForwardArgs forward_args(const ne_context& context, const ne_cross_entropy_params& params, const ne_tensor* hidden_arg,
                          const ne_tensor* weight_arg, const ne_tensor* bias_arg, const ne_tensor* targets_arg,
                          const ne_tensor* loss_arg, const ne_tensor* lse_arg) {
     const ne_tensor& hidden = tensor_arg(hidden_arg, "hidden");
@@ -298,7 +285,7 @@ ForwardArgs forward_args(const ne_context& context, const ne_cross_entropy_param
     const ne_tensor& loss = tensor_arg(loss_arg, "loss");
     const ne_tensor* lse = optional_tensor_arg(lse_arg, "lse");
 
-    const ProjectionArgs in = projection_args(context, params, hidden, weight, bias, targets);
+    const CrossEntropyArgs in = projection_args(context, params, hidden, weight, bias, targets);
     f32_vector_arg(loss, context, in.N, "loss");
     if (lse) f32_vector_arg(*lse, context, in.N, "lse");
     const NamedTensor outputs[] = {{&loss, "loss"}, {lse, "lse"}};
@@ -307,7 +294,7 @@ ForwardArgs forward_args(const ne_context& context, const ne_cross_entropy_param
     return {in, data_of<float>(loss), data_or_null<float>(lse)};
 }
 
-BackwardArgs backward_args(const ne_context& context, const ne_cross_entropy_params& params, const ne_tensor* hidden_arg,
+CrossEntropyBackwardArgs backward_args(const ne_context& context, const ne_cross_entropy_params& params, const ne_tensor* hidden_arg,
                            const ne_tensor* weight_arg, const ne_tensor* bias_arg, const ne_tensor* targets_arg,
                            const ne_tensor* lse_arg, const ne_tensor* dloss_arg, const ne_tensor* dhidden_arg,
                            const ne_tensor* dweight_arg, const ne_tensor* dbias_arg) {
@@ -321,7 +308,7 @@ BackwardArgs backward_args(const ne_context& context, const ne_cross_entropy_par
     const ne_tensor* dweight = optional_tensor_arg(dweight_arg, "dweight");
     const ne_tensor* dbias = optional_tensor_arg(dbias_arg, "dbias");
 
-    const ProjectionArgs in = projection_args(context, params, hidden, weight, bias, targets);
+    const CrossEntropyArgs in = projection_args(context, params, hidden, weight, bias, targets);
     f32_vector_arg(lse, context, in.N, "lse");
     f32_vector_arg(dloss, context, in.N, "dloss");
     const Matrix dh = f32_matrix_arg(dhidden, context, in.N, in.D, "dhidden");
@@ -349,13 +336,13 @@ BackwardArgs backward_args(const ne_context& context, const ne_cross_entropy_par
 namespace rows = avx2::softmax_rows;
 
 // Z [N, width] = hidden W_c^T for the classes [c0, c0 + width), without the bias.
-void chunk_logits(ne_context& context, const ProjectionArgs& in, int64_t c0, int64_t width, float* z) {
+void chunk_logits(ne_context& context, const CrossEntropyArgs& in, int64_t c0, int64_t width, float* z) {
     sgemm(context, false, true, in.N, width, in.D, 1.0f, in.hidden, in.hidden_stride, in.weight + c0 * in.weight_stride,
           in.weight_stride, 0.0f, z, width);
 }
 
-void forward_chunked(ne_context& context, const ForwardArgs& a) {
-    const ProjectionArgs& in = a.in;
+void forward_chunked(ne_context& context, const CrossEntropyForwardArgs& a) {
+    const CrossEntropyArgs& in = a.in;
     const int64_t N = in.N;
     Scratch logits(context, checked_multiply(N, in.chunk * static_cast<int64_t>(sizeof(float)), "the chunk of logits"));
     Scratch row_state(context, 3 * N * static_cast<int64_t>(sizeof(float)));
@@ -389,8 +376,8 @@ void forward_chunked(ne_context& context, const ForwardArgs& a) {
     }
 }
 
-void backward_chunked(ne_context& context, const BackwardArgs& a) {
-    const ProjectionArgs& in = a.in;
+void backward_chunked(ne_context& context, const CrossEntropyBackwardArgs& a) {
+    const CrossEntropyArgs& in = a.in;
     const int64_t N = in.N, D = in.D;
     Scratch logits(context, checked_multiply(N, in.chunk * static_cast<int64_t>(sizeof(float)), "the chunk of logits"));
     float* z = logits.as<float>();
@@ -436,10 +423,11 @@ NE_API ne_status ne_cross_entropy_forward(ne_context* context, const ne_cross_en
                                           const ne_tensor* targets, ne_tensor* loss, ne_tensor* lse) {
     return ne::guard("ne_cross_entropy_forward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
-        ne::expect_host_backend(ctx, "ne_cross_entropy_forward");
         const ne_cross_entropy_params p = ne::cpu::cross_entropy_params_arg(params, false);
         const auto args = ne::cpu::forward_args(ctx, p, hidden, weight, bias, targets, loss, lse);
-        if (ctx.simd_level == NE_SIMD_LEVEL_SCALAR) {
+        if (ctx.device) {
+            ctx.device->cross_entropy_forward(args);
+        } else if (ctx.simd_level == NE_SIMD_LEVEL_SCALAR) {
             ne::cpu::forward_reference(args);
         } else {
             ne::cpu::forward_chunked(ctx, args);
@@ -453,11 +441,12 @@ NE_API ne_status ne_cross_entropy_backward(ne_context* context, const ne_cross_e
                                            ne_tensor* dhidden, ne_tensor* dweight, ne_tensor* dbias) {
     return ne::guard("ne_cross_entropy_backward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
-        ne::expect_host_backend(ctx, "ne_cross_entropy_backward");
         const ne_cross_entropy_params p = ne::cpu::cross_entropy_params_arg(params, true);
         const auto args =
             ne::cpu::backward_args(ctx, p, hidden, weight, bias, targets, lse, dloss, dhidden, dweight, dbias);
-        if (ctx.simd_level == NE_SIMD_LEVEL_SCALAR) {
+        if (ctx.device) {
+            ctx.device->cross_entropy_backward(args);
+        } else if (ctx.simd_level == NE_SIMD_LEVEL_SCALAR) {
             ne::cpu::backward_reference(args);
         } else {
             ne::cpu::backward_chunked(ctx, args);

@@ -1,10 +1,12 @@
 // Log-uniform candidate sampling and the sampled softmax cross-entropy on the CPU; the contract
 // is in nativeengine.h.
 //
-// Reads top-down: the sampler (one implementation for every SIMD level: unique sampling is
-// sequential by nature, and S draws cost nothing next to the loss), the scalar reference of the
-// loss (what NE_SIMD_LEVEL_SCALAR runs, on one thread), validation, the kernels that gather the
-// sampled rows of weight and run GEMMs on the context's threads, and the exported functions.
+// Reads top-down: the sampler (one implementation for every SIMD level and for device contexts:
+// unique sampling is sequential by nature, and S draws cost nothing next to the loss; a device
+// stores the host's draws, see sample_log_uniform_on_device), the scalar reference of the loss
+// (what NE_SIMD_LEVEL_SCALAR runs, on one thread), validation, the kernels that gather the
+// sampled rows of weight and run GEMMs on the context's threads, and the exported functions,
+// which hand device contexts to their Device (cuda/sampled_softmax.cu) after validation.
 //
 // Shape letters: N rows, D hidden size, V classes, S samples. Row n scores S + 1 classes: its
 // target in column 0 and the samples in columns 1..S, the layout of probs [N, S + 1].
@@ -19,6 +21,7 @@
 // - Sampling with S close to V is allowed but slow for large V: unique sampling draws until it
 //   has found S distinct classes, and the rarest classes are drawn about once in V log V tries.
 #include "cpu/cross_entropy.hpp"
+#include "cpu/softmax_losses.hpp"
 
 #include "core/validate.hpp"
 #include "cpu/gemm.hpp"
@@ -28,6 +31,7 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <vector>
 
 namespace ne::cpu {
 namespace {
@@ -101,32 +105,38 @@ double expected_count(const LogUniform& distribution, int64_t c, bool unique, in
     return unique ? -std::expm1(static_cast<double>(tries) * std::log1p(-p)) : static_cast<double>(S) * p;
 }
 
-void sample_log_uniform(ne_context& context, const SamplerArgs& a) {
-    const LogUniform distribution(a.V);
-    SplitMix64 random{a.seed};
+// The draws of every backend: S samples into `samples` (host memory) and their expected counts
+// into `sample_counts`; returns tries. `drawn` holds (V + 63) / 64 words for unique sampling.
+int64_t draw_samples(const LogUniform& distribution, uint64_t seed, bool unique, int64_t S, uint64_t* drawn, int32_t* samples,
+                     float* sample_counts) {
+    SplitMix64 random{seed};
     int64_t tries = 0;
-    if (a.unique) {
+    if (unique) {
         // One bit per class: set once the class has been drawn.
-        const int64_t words = (a.V + 63) / 64;
-        Scratch drawn_memory(context, words * static_cast<int64_t>(sizeof(uint64_t)));
-        uint64_t* drawn = drawn_memory.as<uint64_t>();
-        std::fill_n(drawn, words, uint64_t{0});
-        for (int64_t found = 0; found < a.S;) {
+        std::fill_n(drawn, (distribution.V + 63) / 64, uint64_t{0});
+        for (int64_t found = 0; found < S;) {
             const int64_t c = distribution.draw(random);
             ++tries;
             const uint64_t bit = uint64_t{1} << (c % 64);
             if ((drawn[c / 64] & bit) == 0) {
                 drawn[c / 64] |= bit;
-                a.samples[found++] = static_cast<int32_t>(c);
+                samples[found++] = static_cast<int32_t>(c);
             }
         }
     } else {
-        for (int64_t s = 0; s < a.S; ++s) a.samples[s] = static_cast<int32_t>(distribution.draw(random));
-        tries = a.S;
+        for (int64_t s = 0; s < S; ++s) samples[s] = static_cast<int32_t>(distribution.draw(random));
+        tries = S;
     }
-    for (int64_t s = 0; s < a.S; ++s) {
-        a.sample_counts[s] = static_cast<float>(expected_count(distribution, a.samples[s], a.unique, a.S, tries));
+    for (int64_t s = 0; s < S; ++s) {
+        sample_counts[s] = static_cast<float>(expected_count(distribution, samples[s], unique, S, tries));
     }
+    return tries;
+}
+
+void sample_log_uniform(ne_context& context, const SamplerArgs& a) {
+    const LogUniform distribution(a.V);
+    Scratch drawn(context, a.unique ? (a.V + 63) / 64 * static_cast<int64_t>(sizeof(uint64_t)) : 0);
+    const int64_t tries = draw_samples(distribution, a.seed, a.unique, a.S, drawn.as<uint64_t>(), a.samples, a.sample_counts);
     if (a.targets) {
         for (int64_t n = 0; n < a.N; ++n) {
             const int32_t target = a.targets[n];
@@ -136,44 +146,24 @@ void sample_log_uniform(ne_context& context, const SamplerArgs& a) {
     }
 }
 
+// A device context: the host draws (no read of the targets), the device stores the draws from
+// one copy and computes the targets' counts from the same formulas.
+void sample_log_uniform_on_device(Device& device, const SamplerArgs& a) {
+    const LogUniform distribution(a.V);
+    std::vector<uint64_t> drawn(a.unique ? static_cast<size_t>((a.V + 63) / 64) : 0);
+    std::vector<int32_t> samples(static_cast<size_t>(a.S));
+    std::vector<float> sample_counts(static_cast<size_t>(a.S));
+    const int64_t tries = draw_samples(distribution, a.seed, a.unique, a.S, drawn.data(), samples.data(), sample_counts.data());
+    std::vector<unsigned char> packed(static_cast<size_t>(a.S) * (sizeof(int32_t) + sizeof(float)));
+    std::memcpy(packed.data(), samples.data(), samples.size() * sizeof(int32_t));
+    std::memcpy(packed.data() + samples.size() * sizeof(int32_t), sample_counts.data(), sample_counts.size() * sizeof(float));
+    device.store_sampler_draws(
+        {a.V, a.S, a.N, a.unique, tries, distribution.log_range, packed.data(), a.samples, a.sample_counts, a.targets, a.target_counts});
+}
+
 // ==========================================================================================
 // The sampled softmax: scalar reference
 // ==========================================================================================
-
-// Inputs of both passes, validated. The forward pass alone reads bias and the expected counts.
-struct SampledArgs {
-    int64_t N, D, V, S;
-    const float* hidden;  // [N, D]
-    int64_t hidden_stride;
-    const float* weight;  // [V, D]
-    int64_t weight_stride;
-    const float* bias;           // [V] or nullptr
-    const int32_t* targets;      // [N]; negative: ignored row
-    const int32_t* samples;      // [S]
-    const float* sample_counts;  // [S]; nullptr without the correction
-    const float* target_counts;  // [N]; nullptr without the correction
-    bool remove_accidental_hits;
-};
-
-struct SampledForwardArgs {
-    SampledArgs in;
-    float* loss;   // [N]
-    float* probs;  // [N, S + 1] or nullptr
-    int64_t probs_stride;
-};
-
-struct SampledBackwardArgs {
-    SampledArgs in;
-    const float* probs;  // [N, S + 1]
-    int64_t probs_stride;
-    const float* dloss;  // [N]
-    float* dhidden;      // [N, D]
-    int64_t dhidden_stride;
-    float* dweight;  // [V, D] or nullptr
-    int64_t dweight_stride;
-    float* dbias;  // [V] or nullptr
-    bool accumulate;
-};
 
 // The class that column j of row n scores: the target for j = 0, sample j - 1 after it.
 int64_t column_class(const SampledArgs& a, int64_t n, int64_t j) { return j == 0 ? a.targets[n] : a.samples[j - 1]; }
@@ -337,13 +327,24 @@ ne_sampled_softmax_params sampled_params_arg(const ne_sampled_softmax_params* pa
 }
 
 // Expected counts whose logs the correction subtracts; rows with a negative target are skipped.
-void expect_positive_counts(const float* counts, int64_t length, const int32_t* targets, const char* name) {
-    for (int64_t i = 0; i < length; ++i) {
-        if (targets && targets[i] < 0) continue;
-        if (!(counts[i] > 0.0f) || !std::isfinite(counts[i])) {
-            fail(NE_STATUS_INVALID_ARGUMENT, "argument '", name, "': element ", i, " is ", counts[i],
-                 "; expected a finite expected count > 0 (params.subtract_log_expected_count = 1 subtracts its log)");
+void expect_positive_counts(const ne_context& context, const float* counts, int64_t length, const int32_t* targets,
+                            const char* name) {
+    int64_t bad = -1;
+    float value = 0.0f;
+    if (context.device) {
+        bad = context.device->first_invalid_count(counts, length, targets, &value);
+    } else {
+        for (int64_t i = 0; i < length && bad < 0; ++i) {
+            if (targets && targets[i] < 0) continue;
+            if (!(counts[i] > 0.0f) || !std::isfinite(counts[i])) {
+                bad = i;
+                value = counts[i];
+            }
         }
+    }
+    if (bad >= 0) {
+        fail(NE_STATUS_INVALID_ARGUMENT, "argument '", name, "': element ", bad, " is ", value,
+             "; expected a finite expected count > 0 (params.subtract_log_expected_count = 1 subtracts its log)");
     }
 }
 
@@ -404,8 +405,8 @@ SampledForwardArgs sampled_forward_args(const ne_context& context, const ne_samp
     if (corrected) {
         in.sample_counts = data_of<float>(*sample_counts);
         in.target_counts = data_of<float>(*target_counts);
-        expect_positive_counts(in.sample_counts, in.S, nullptr, "sample_expected_counts");
-        expect_positive_counts(in.target_counts, in.N, in.targets, "target_expected_counts");
+        expect_positive_counts(context, in.sample_counts, in.S, nullptr, "sample_expected_counts");
+        expect_positive_counts(context, in.target_counts, in.N, in.targets, "target_expected_counts");
     }
     in.bias = bias ? data_of<float>(*bias) : nullptr;
     in.remove_accidental_hits = params.remove_accidental_hits == 1;
@@ -686,11 +687,14 @@ NE_API ne_status ne_sample_log_uniform(ne_context* context, const ne_sampler_par
                                        ne_tensor* target_expected_counts) {
     return ne::guard("ne_sample_log_uniform", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
-        ne::expect_host_backend(ctx, "ne_sample_log_uniform");
         const ne_sampler_params p = ne::cpu::sampler_params_arg(params);
         const auto args =
             ne::cpu::sampler_args(ctx, p, targets, samples, sample_expected_counts, target_expected_counts);
-        ne::cpu::sample_log_uniform(ctx, args);
+        if (ctx.device) {
+            ne::cpu::sample_log_uniform_on_device(*ctx.device, args);
+        } else {
+            ne::cpu::sample_log_uniform(ctx, args);
+        }
     });
 }
 
@@ -702,11 +706,12 @@ NE_API ne_status ne_sampled_softmax_forward(ne_context* context, const ne_sample
                                             ne_tensor* probs) {
     return ne::guard("ne_sampled_softmax_forward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
-        ne::expect_host_backend(ctx, "ne_sampled_softmax_forward");
         const ne_sampled_softmax_params p = ne::cpu::sampled_params_arg(params, false);
         const auto args = ne::cpu::sampled_forward_args(ctx, p, hidden, weight, bias, targets, samples,
                                                         sample_expected_counts, target_expected_counts, loss, probs);
-        if (ctx.simd_level == NE_SIMD_LEVEL_SCALAR) {
+        if (ctx.device) {
+            ctx.device->sampled_softmax_forward(args);
+        } else if (ctx.simd_level == NE_SIMD_LEVEL_SCALAR) {
             ne::cpu::sampled_forward_reference(ctx, args);
         } else {
             ne::cpu::sampled_forward_fast(ctx, args);
@@ -720,11 +725,12 @@ NE_API ne_status ne_sampled_softmax_backward(ne_context* context, const ne_sampl
                                              ne_tensor* dhidden, ne_tensor* dweight, ne_tensor* dbias) {
     return ne::guard("ne_sampled_softmax_backward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
-        ne::expect_host_backend(ctx, "ne_sampled_softmax_backward");
         const ne_sampled_softmax_params p = ne::cpu::sampled_params_arg(params, true);
         const auto args = ne::cpu::sampled_backward_args(ctx, p, hidden, weight, targets, samples, probs, dloss, dhidden,
                                                          dweight, dbias);
-        if (ctx.simd_level == NE_SIMD_LEVEL_SCALAR) {
+        if (ctx.device) {
+            ctx.device->sampled_softmax_backward(args);
+        } else if (ctx.simd_level == NE_SIMD_LEVEL_SCALAR) {
             ne::cpu::sampled_backward_reference(args);
         } else {
             ne::cpu::sampled_backward_fast(ctx, args);

@@ -2,6 +2,7 @@
 // transfers between host and device, and the dispatch of each exported operation to its
 // launcher. Compiled by the host compiler; the kernels live in the .cu files.
 #include "launch.hpp"
+#include "softmax_losses.hpp"
 
 #include "core/validate.hpp"
 
@@ -302,6 +303,43 @@ public:
     void embedding_backward(const EmbeddingLaunch& launch) override {
         select();
         launch_embedding_backward(queue_, launch);
+    }
+
+    // ---- softmax losses ----
+    int64_t first_class_out_of_range(const int32_t* ids, int64_t count, int64_t V, bool negatives_ignored,
+                                     int32_t* value) override {
+        select();
+        return cuda::first_class_out_of_range(queue_, ids, count, V, negatives_ignored, value);
+    }
+
+    int64_t first_invalid_count(const float* counts, int64_t count, const int32_t* targets, float* value) override {
+        select();
+        return cuda::first_invalid_count(queue_, counts, count, targets, value);
+    }
+
+    void cross_entropy_forward(const cpu::CrossEntropyForwardArgs& args) override {
+        select();
+        launch_cross_entropy_forward(queue_, args);
+    }
+
+    void cross_entropy_backward(const cpu::CrossEntropyBackwardArgs& args) override {
+        select();
+        launch_cross_entropy_backward(queue_, args);
+    }
+
+    void store_sampler_draws(const cpu::SamplerDraws& draws) override {
+        select();
+        launch_store_sampler_draws(queue_, draws);
+    }
+
+    void sampled_softmax_forward(const cpu::SampledForwardArgs& args) override {
+        select();
+        launch_sampled_softmax_forward(queue_, args);
+    }
+
+    void sampled_softmax_backward(const cpu::SampledBackwardArgs& args) override {
+        select();
+        launch_sampled_softmax_backward(queue_, args);
     }
 
 private:

@@ -1,0 +1,296 @@
+// The log-uniform sampler's device side and the sampled softmax cross-entropy on CUDA (the CPU's
+// algorithm and layout, cpu/sampled_softmax.cpp): row n scores S + 1 classes, its target in
+// column 0 and the samples in columns 1..S.
+//
+// - Sampler: the host draws (the CPU's code, so the samples are the CPU's bit for bit); here
+//   one host-to-device copy brings the samples and their expected counts, and a kernel stores
+//   them and computes the targets' expected counts from the formulas (no read of the targets
+//   by the host).
+// - Forward: the sampled rows of weight gathered into [S, D], Z[:, 1:] = hidden G^T (cuBLAS),
+//   then one block per row: the target's logit (a dot product), bias minus log expected count,
+//   accidental hits to -inf, logsumexp, loss and probs.
+// - Backward: dZ = dloss (probs - onehot(column 0)); dhidden = dZ[:, 1:] G + dZ[:, 0] W[target]; the
+//   samples' gradient rows dZ[:, 1:]^T hidden (cuBLAS) and column sums; then every touched
+//   class of dweight and dbias gets the sum of its contributions in the CPU's order (its samples
+//   in sample order, then its rows in row order), found by a stable radix sort of (class, source)
+//   pairs and summed by one block per class: no atomics, deterministic, duplicates included.
+#include "common.cuh"
+#include "core/error.hpp"
+#include "softmax_losses.hpp"
+
+#include <cub/device/device_radix_sort.cuh>
+
+#include <algorithm>
+#include <climits>
+
+namespace ne::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kRowThreads = 256;
+
+unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, INT_MAX)); }
+
+// ---- Sampler --------------------------------------------------------------------------------
+
+__global__ void store_draws_kernel(cpu::SamplerDraws d, const int32_t* staged_samples, const float* staged_counts) {
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < d.S + d.N; i += int64_t{gridDim.x} * blockDim.x) {
+        if (i < d.S) {
+            d.samples[i] = staged_samples[i];
+            d.sample_counts[i] = staged_counts[i];
+            continue;
+        }
+        const int64_t n = i - d.S;
+        const int32_t target = d.targets[n];
+        if (target < 0) {
+            d.target_counts[n] = 1.0f;
+            continue;
+        }
+        const double p = log1p(1.0 / (static_cast<double>(target) + 1.0)) / d.log_range;
+        const double count = d.unique ? -expm1(static_cast<double>(d.tries) * log1p(-p)) : static_cast<double>(d.S) * p;
+        d.target_counts[n] = static_cast<float>(count);
+    }
+}
+
+// ---- Forward --------------------------------------------------------------------------------
+
+// gathered [S, D] = the rows samples[s] of weight.
+__global__ void gather_rows_kernel(const float* weight, int64_t weight_stride, const int32_t* samples, int64_t S, int64_t D,
+                                   float* gathered) {
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < S * D; i += int64_t{gridDim.x} * blockDim.x) {
+        gathered[i] = weight[samples[i / D] * weight_stride + i % D];
+    }
+}
+
+// z [N, S + 1] (row stride z_stride) holds hidden G^T in columns 1..S; each row becomes its
+// probabilities (or stays logits when probs_out is false) and writes its loss.
+__global__ void forward_rows_kernel(cpu::SampledArgs in, float* z, int64_t z_stride, bool probs_out, float* loss) {
+    __shared__ float shared[kRowThreads / kWarpSize];
+    const int64_t width = in.S + 1;
+    for (int64_t n = blockIdx.x; n < in.N; n += gridDim.x) {
+        float* zn = z + n * z_stride;
+        const int64_t target = in.targets[n];
+        if (target < 0) {
+            if (threadIdx.x == 0) loss[n] = 0.0f;
+            if (probs_out) {
+                for (int64_t j = threadIdx.x; j < width; j += blockDim.x) zn[j] = 0.0f;
+            }
+            continue;
+        }
+        const float* h = in.hidden + n * in.hidden_stride;
+        const float* w = in.weight + target * in.weight_stride;
+        float partial = 0.0f;
+        for (int64_t d = threadIdx.x; d < in.D; d += blockDim.x) partial += h[d] * w[d];
+        float target_logit = block_reduce(partial, SumOp{}, shared);
+        if (in.bias) target_logit += in.bias[target];
+        if (in.target_counts) target_logit -= logf(in.target_counts[n]);
+
+        float local_max = target_logit;
+        for (int64_t s = threadIdx.x; s < in.S; s += blockDim.x) {
+            const int32_t c = in.samples[s];
+            float logit = -INFINITY;
+            if (!(in.remove_accidental_hits && c == target)) {
+                const float offset = (in.bias ? in.bias[c] : 0.0f) - (in.sample_counts ? logf(in.sample_counts[s]) : 0.0f);
+                logit = zn[1 + s] + offset;
+            }
+            zn[1 + s] = logit;
+            local_max = fmaxf(local_max, logit);
+        }
+        const float max = block_reduce(local_max, MaxOp{}, shared);
+        float local_sum = threadIdx.x == 0 ? expf(target_logit - max) : 0.0f;
+        for (int64_t s = threadIdx.x; s < in.S; s += blockDim.x) local_sum += expf(zn[1 + s] - max);
+        const float lse = max + logf(block_reduce(local_sum, SumOp{}, shared));
+        if (threadIdx.x == 0) {
+            loss[n] = lse - target_logit;
+            if (probs_out) zn[0] = expf(target_logit - lse);
+        }
+        if (probs_out) {
+            for (int64_t s = threadIdx.x; s < in.S; s += blockDim.x) zn[1 + s] = expf(zn[1 + s] - lse);
+        }
+    }
+}
+
+// ---- Backward -------------------------------------------------------------------------------
+
+// dz [N, S + 1] = dloss (probs - onehot(column 0)); 0 on ignored rows.
+__global__ void dlogits_kernel(cpu::SampledBackwardArgs a, float* dz) {
+    const int64_t width = a.in.S + 1;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < a.in.N * width; i += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t n = i / width, j = i % width;
+        if (a.in.targets[n] < 0) {
+            dz[i] = 0.0f;
+            continue;
+        }
+        const float scale = a.dloss[n];
+        const float value = a.probs[n * a.probs_stride + j] * scale;
+        dz[i] = j == 0 ? value - scale : value;
+    }
+}
+
+// dhidden row n += dz[n, 0] times the target's row of weight.
+__global__ void add_target_rows_kernel(cpu::SampledBackwardArgs a, const float* dz) {
+    const int64_t D = a.in.D, width = a.in.S + 1;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < a.in.N * D; i += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t n = i / D, d = i % D;
+        const int64_t target = a.in.targets[n];
+        if (target < 0) continue;
+        float* dh = a.dhidden + n * a.dhidden_stride + d;
+        *dh = *dh + dz[n * width] * a.in.weight[target * a.in.weight_stride + d];
+    }
+}
+
+__global__ void zero_parameter_gradients_kernel(float* dweight, int64_t dweight_stride, float* dbias, int64_t V, int64_t D) {
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < V * D; i += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t c = i / D, d = i % D;
+        if (dweight) dweight[c * dweight_stride + d] = 0.0f;
+        if (dbias && d == 0) dbias[c] = 0.0f;
+    }
+}
+
+// keys: the samples' classes, then the rows' targets (negative: ignored); sources 0..S + N - 1.
+__global__ void class_entries_kernel(const int32_t* samples, int64_t S, const int32_t* targets, int64_t N, int32_t* keys,
+                                     int32_t* sources) {
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < S + N; i += int64_t{gridDim.x} * blockDim.x) {
+        keys[i] = i < S ? samples[i] : targets[i - S];
+        sources[i] = static_cast<int32_t>(i);
+    }
+}
+
+// The entries sorted by class (stably: sources ascending within a class). The block of the
+// first entry of each class sums the class's contributions in entry order and writes (or adds)
+// the class's rows of dweight and dbias once.
+__global__ void scatter_classes_kernel(cpu::SampledBackwardArgs a, const int32_t* keys, const int32_t* sources, int64_t count,
+                                       const float* dz, const float* sample_dweight, const float* sample_dbias) {
+    const int64_t S = a.in.S, D = a.in.D, width = S + 1;
+    for (int64_t e = blockIdx.x; e < count; e += gridDim.x) {
+        const int32_t c = keys[e];
+        if (c < 0 || (e > 0 && keys[e - 1] == c)) continue;
+        int64_t end = e + 1;
+        while (end < count && keys[end] == c) ++end;
+        if (a.dweight) {
+            float* dw = a.dweight + c * a.dweight_stride;
+            for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+                float sum = 0.0f;
+                for (int64_t k = e; k < end; ++k) {
+                    const int64_t source = sources[k];
+                    if (source < S) {
+                        sum += sample_dweight[source * D + d];
+                    } else {
+                        const int64_t n = source - S;
+                        sum += dz[n * width] * a.in.hidden[n * a.in.hidden_stride + d];
+                    }
+                }
+                dw[d] = a.accumulate ? dw[d] + sum : sum;
+            }
+        }
+        if (a.dbias && threadIdx.x == 0) {
+            float sum = 0.0f;
+            for (int64_t k = e; k < end; ++k) {
+                const int64_t source = sources[k];
+                sum += source < S ? sample_dbias[source] : dz[(source - S) * width];
+            }
+            a.dbias[c] = a.accumulate ? a.dbias[c] + sum : sum;
+        }
+    }
+}
+
+constexpr int64_t kFloat = sizeof(float);
+
+}  // namespace
+
+void launch_store_sampler_draws(const Queue& queue, const cpu::SamplerDraws& draws) {
+    const int64_t bytes = draws.S * (static_cast<int64_t>(sizeof(int32_t)) + kFloat);
+    const Scratch staged(queue, bytes);
+    // From pageable memory the copy returns once the host buffer has been staged: the caller
+    // may free it as soon as this returns.
+    check(cudaMemcpyAsync(staged.as<void>(), draws.host_packed, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, queue.stream),
+          "cudaMemcpyAsync (host to device)");
+    const int32_t* staged_samples = staged.as<int32_t>();
+    const auto* staged_counts = reinterpret_cast<const float*>(staged_samples + draws.S);
+    store_draws_kernel<<<grid_for(queue, draws.S + draws.N, kThreads), kThreads, 0, queue.stream>>>(draws, staged_samples,
+                                                                                                    staged_counts);
+    check_launch("store_draws_kernel");
+}
+
+void launch_sampled_softmax_forward(const Queue& queue, const cpu::SampledForwardArgs& a) {
+    const cpu::SampledArgs& in = a.in;
+    const int64_t N = in.N, D = in.D, S = in.S, width = S + 1;
+    const Scratch gathered(queue, S * D * kFloat);
+    // The logits are computed in probs, which they become, when the caller asks for it.
+    const Scratch logits(queue, a.probs ? 0 : N * width * kFloat);
+    float* z = a.probs ? a.probs : logits.as<float>();
+    const int64_t z_stride = a.probs ? a.probs_stride : width;
+
+    gather_rows_kernel<<<grid_for(queue, S * D, kThreads), kThreads, 0, queue.stream>>>(in.weight, in.weight_stride, in.samples, S,
+                                                                                        D, gathered.as<float>());
+    check_launch("gather_rows_kernel");
+    sgemm_rows(queue, false, true, N, S, D, 1.0f, in.hidden, in.hidden_stride, gathered.as<float>(), D, 0.0f, z + 1, z_stride);
+    forward_rows_kernel<<<row_blocks(N), kRowThreads, 0, queue.stream>>>(in, z, z_stride, a.probs != nullptr, a.loss);
+    check_launch("forward_rows_kernel");
+}
+
+void launch_sampled_softmax_backward(const Queue& queue, const cpu::SampledBackwardArgs& a) {
+    const cpu::SampledArgs& in = a.in;
+    const int64_t N = in.N, D = in.D, S = in.S, V = in.V, width = S + 1;
+    const bool parameter_gradients = a.dweight || a.dbias;
+    const int64_t entries = S + N;
+    if (parameter_gradients && entries > INT_MAX) {
+        fail(NE_STATUS_UNSUPPORTED, "S + N = ", entries, " samples and rows exceed the 32-bit range of the device's sort");
+    }
+    const auto entry_count = static_cast<int>(entries);
+    size_t sort_bytes = 0;
+    if (parameter_gradients) {
+        check(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<const int32_t*>(nullptr),
+                                              static_cast<int32_t*>(nullptr), static_cast<const int32_t*>(nullptr),
+                                              static_cast<int32_t*>(nullptr), entry_count, 0, 32, queue.stream),
+              "cub::DeviceRadixSort::SortPairs (size query)");
+    }
+    // All scratch memory comes first: a failing allocation leaves the outputs untouched.
+    const Scratch dz_memory(queue, N * width * kFloat);
+    const Scratch gathered(queue, S * D * kFloat);
+    const Scratch sample_dweight(queue, a.dweight ? S * D * kFloat : 0);
+    const Scratch sample_dbias(queue, a.dbias ? S * kFloat : 0);
+    const Scratch ones(queue, a.dbias ? N * kFloat : 0);
+    const Scratch keys(queue, parameter_gradients ? 4 * entries * static_cast<int64_t>(sizeof(int32_t)) : 0);
+    const Scratch sort_memory(queue, static_cast<int64_t>(sort_bytes));
+    float* dz = dz_memory.as<float>();
+
+    dlogits_kernel<<<grid_for(queue, N * width, kThreads), kThreads, 0, queue.stream>>>(a, dz);
+    check_launch("dlogits_kernel");
+    gather_rows_kernel<<<grid_for(queue, S * D, kThreads), kThreads, 0, queue.stream>>>(in.weight, in.weight_stride, in.samples, S,
+                                                                                        D, gathered.as<float>());
+    check_launch("gather_rows_kernel");
+    sgemm_rows(queue, false, false, N, D, S, 1.0f, dz + 1, width, gathered.as<float>(), D, 0.0f, a.dhidden, a.dhidden_stride);
+    add_target_rows_kernel<<<grid_for(queue, N * D, kThreads), kThreads, 0, queue.stream>>>(a, dz);
+    check_launch("add_target_rows_kernel");
+    if (!parameter_gradients) return;
+
+    if (a.dweight) {
+        sgemm_rows(queue, true, false, S, D, N, 1.0f, dz + 1, width, in.hidden, in.hidden_stride, 0.0f, sample_dweight.as<float>(),
+                   D);
+    }
+    if (a.dbias) {
+        fill_floats(queue, ones.as<float>(), N, 1.0f);
+        column_sums(queue, dz + 1, N, S, width, ones.as<float>(), sample_dbias.as<float>(), false);
+    }
+    if (!a.accumulate) {
+        zero_parameter_gradients_kernel<<<grid_for(queue, V * D, kThreads), kThreads, 0, queue.stream>>>(
+            a.dweight, a.dweight_stride, a.dbias, V, D);
+        check_launch("zero_parameter_gradients_kernel");
+    }
+    int32_t* keys_in = keys.as<int32_t>();
+    int32_t* sources_in = keys_in + entries;
+    int32_t* keys_sorted = sources_in + entries;
+    int32_t* sources_sorted = keys_sorted + entries;
+    class_entries_kernel<<<grid_for(queue, entries, kThreads), kThreads, 0, queue.stream>>>(in.samples, S, in.targets, N, keys_in,
+                                                                                            sources_in);
+    check_launch("class_entries_kernel");
+    check(cub::DeviceRadixSort::SortPairs(sort_memory.as<void>(), sort_bytes, keys_in, keys_sorted, sources_in, sources_sorted,
+                                          entry_count, 0, 32, queue.stream),
+          "cub::DeviceRadixSort::SortPairs");
+    scatter_classes_kernel<<<row_blocks(entries), kRowThreads, 0, queue.stream>>>(
+        a, keys_sorted, sources_sorted, entries, dz, sample_dweight.as<float>(), sample_dbias.as<float>());
+    check_launch("scatter_classes_kernel");
+}
+
+}  // namespace ne::cuda

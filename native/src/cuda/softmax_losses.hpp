@@ -1,0 +1,43 @@
+// The CUDA launchers of the softmax losses (cross_entropy.cu, sampled_softmax.cu), on arguments
+// validated by the exported functions (cpu/cross_entropy.cpp, cpu/sampled_softmax.cpp), and the
+// helpers both files share. Launchers queue their work on the queue's stream and return without
+// waiting, unless their comment says they synchronize.
+#pragma once
+
+#include "cpu/softmax_losses.hpp"
+#include "launch.hpp"
+
+#include <cstdint>
+
+namespace ne::cuda {
+
+// ---- cross_entropy.cu ----
+
+// See Device::first_class_out_of_range and Device::first_invalid_count. Both synchronize.
+int64_t first_class_out_of_range(const Queue& queue, const int32_t* ids, int64_t count, int64_t V, bool negatives_ignored,
+                                 int32_t* value);
+int64_t first_invalid_count(const Queue& queue, const float* counts, int64_t count, const int32_t* targets, float* value);
+
+void launch_cross_entropy_forward(const Queue& queue, const cpu::CrossEntropyForwardArgs& args);
+void launch_cross_entropy_backward(const Queue& queue, const cpu::CrossEntropyBackwardArgs& args);
+
+// Row-major C [M, N] = alpha op(A) op(B) + beta C in f32 (cuBLAS; no TF32, see device.cpp).
+void sgemm_rows(const Queue& queue, bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// data[0, count) = value.
+void fill_floats(const Queue& queue, float* data, int64_t count, float value);
+
+// sums[c] (= or +=, by accumulate) the sum over the rows of matrix [rows, cols] (row_stride
+// apart) at column c, as a cuBLAS matrix-vector product with `ones` (rows floats equal to 1):
+// deterministic, as cuBLAS's gemv uses no atomics unless CUBLAS_ATOMICS_ALLOWED is set.
+void column_sums(const Queue& queue, const float* matrix, int64_t rows, int64_t cols, int64_t row_stride, const float* ones,
+                 float* sums, bool accumulate);
+
+// ---- sampled_softmax.cu ----
+
+void launch_store_sampler_draws(const Queue& queue, const cpu::SamplerDraws& draws);
+void launch_sampled_softmax_forward(const Queue& queue, const cpu::SampledForwardArgs& args);
+void launch_sampled_softmax_backward(const Queue& queue, const cpu::SampledBackwardArgs& args);
+
+}  // namespace ne::cuda

@@ -59,6 +59,8 @@ namespace NativeEngine
         Cpu = 0,
         /// <summary>Device memory and the CUDA kernels (libnativeengine_cuda only).</summary>
         Cuda = 1,
+        /// <summary>CUDA device 0 when this library has the CUDA backend and a device is visible, else the CPU. Only in ne_context_options (device_index must be 0): the context reports the backend it got.</summary>
+        Auto = 2,
     }
 
     /// <summary>SIMD instruction sets of the CPU kernels. AUTO picks the best this CPU supports; SCALAR runs the plain reference kernels on one thread. AVX512 means AVX-512 F/BW/DQ/VL plus VNNI.</summary>

@@ -3,7 +3,7 @@ using NativeEngine.Interop;
 namespace NativeEngine;
 
 /// <summary>
-/// A NativeEngine context: a backend instance (CPU now, CUDA later) that owns the memory and
+/// A NativeEngine context: a backend instance (CPU or a CUDA device) that owns the memory and
 /// threads that tensors and kernels use. Wraps one native <c>ne_context</c>.
 /// </summary>
 /// <remarks>
@@ -38,16 +38,27 @@ public sealed class Context : IDisposable
 
     /// <summary>Creates a context.</summary>
     /// <param name="options">Backend, device, threads and SIMD level; <see langword="null"/> for the
-    /// defaults (CPU, every hardware thread, the best SIMD level).</param>
-    /// <returns>A new context. Ownership: the caller owns it and must dispose it.</returns>
+    /// defaults (CPU, every hardware thread, the best SIMD level). The <c>NE_BACKEND</c> environment
+    /// variable, when set, replaces the backend and device index (<see cref="BackendSetting"/>).</param>
+    /// <returns>A new context. Ownership: the caller owns it and must dispose it. Its
+    /// <see cref="Backend"/> is the one it got: <see cref="NativeEngine.Backend.Cpu"/> or
+    /// <see cref="NativeEngine.Backend.Cuda"/>, never <see cref="NativeEngine.Backend.Auto"/>.</returns>
+    /// <remarks>The first context of a process (or the first call into <see cref="Engine"/>) picks
+    /// the native library that serves the whole process: see <see cref="Engine.EnsureLoaded"/>. A
+    /// CUDA context after a CPU one therefore needs the CUDA library to have been picked: create the
+    /// CUDA (or an <see cref="NativeEngine.Backend.Auto"/>) context first, or set <c>NE_BACKEND</c>.</remarks>
+    /// <exception cref="InvalidOperationException"><c>NE_BACKEND</c> has a value other than
+    /// <see cref="BackendSetting.AcceptedValues"/>.</exception>
     /// <exception cref="NativeEngineLoadException">The native library cannot be loaded.</exception>
     /// <exception cref="NativeEngineException">The native library refused the options, such as
-    /// <see cref="Status.BackendUnavailable"/> for CUDA in a CPU-only build, or
-    /// <see cref="Status.Unsupported"/> for a SIMD level this CPU lacks.</exception>
+    /// <see cref="Status.BackendUnavailable"/> for CUDA where the CUDA library, cuBLAS, the driver
+    /// or a device is missing (the message says which), or <see cref="Status.Unsupported"/> for a
+    /// SIMD level this CPU lacks.</exception>
     public static unsafe Context Create(ContextOptions? options = null)
     {
-        options ??= new ContextOptions();
-        NativeLibraryLoader.EnsureLoaded();
+        options = BackendSetting.ApplyEnvironment(options ?? new ContextOptions());
+        NativeLibraryLoader.EnsureLoaded(NativeLibraryLoader.PreferenceFor(options.Backend),
+            $"a {BackendSetting.Format(options.Backend, options.DeviceIndex)} context");
         var native = new NeContextOptions
         {
             StructSize = (uint)sizeof(NeContextOptions),
@@ -59,7 +70,7 @@ public sealed class Context : IDisposable
         var status = NativeMethods.ne_context_create(&native, out var handle);
         try
         {
-            NativeStatus.Check(status);
+            CheckCreated(status, options.Backend);
             var info = new NeContextInfo { StructSize = (uint)sizeof(NeContextInfo) };
             NativeStatus.Check(NativeMethods.ne_context_get_info(handle, &info));
             return new Context(handle, info, NativeStatus.FixedString(info.DeviceName, 128));
@@ -68,6 +79,25 @@ public sealed class Context : IDisposable
         {
             handle.Dispose();
             throw;
+        }
+    }
+
+    // A CUDA context refused by the CPU library: the native message says which library has CUDA;
+    // add why this process loaded the other one.
+    private static void CheckCreated(Status status, Backend backend)
+    {
+        try
+        {
+            NativeStatus.Check(status);
+        }
+        catch (NativeEngineException e) when (e.Status == Status.BackendUnavailable && backend == Backend.Cuda
+                                               && NativeLibraryLoader.Loaded is { HasCuda: false } loaded)
+        {
+            throw new NativeEngineException(e.Status,
+                $"{e.NativeMessage}. This process loaded {loaded.Path} ({loaded.Selection}); one native library serves a " +
+                $"process, picked at its first load: for CUDA, create the first context with the Cuda or Auto backend, or set " +
+                $"{BackendSetting.EnvironmentVariable}=cuda (or auto), with {NativeLibraryLoader.CudaLibraryFileName} beside " +
+                $"{NativeLibraryLoader.LibraryFileName} or at {NativeLibraryLoader.PathVariable}.");
         }
     }
 

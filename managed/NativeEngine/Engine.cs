@@ -15,11 +15,19 @@ public static class Engine
     /// optional.
     /// </summary>
     /// <remarks>
-    /// Search order: the <c>NE_NATIVE_PATH</c> environment variable (the library file, or a folder
-    /// that contains it); <c>&lt;AppContext.BaseDirectory&gt;/runtimes/&lt;rid&gt;/native/</c>;
-    /// <c>AppContext.BaseDirectory</c>; then the runtime's default probing. The first library that
-    /// loads must report <see cref="NativeConstants.AbiVersion"/> from <c>ne_abi_version()</c>.
-    /// A failure is not remembered: a later call searches again.
+    /// <para>Two native libraries export the same functions: <c>libnativeengine</c> (CPU) and
+    /// <c>libnativeengine_cuda</c> (CPU and CUDA). The first load of the process picks one, for good:
+    /// for a CPU context, the CPU library first; for a CUDA context, only the CUDA library; for an
+    /// <see cref="Backend.Auto"/> context, or a first call that is not a context (this method and
+    /// the other members of this class), the CUDA library first where the NVIDIA driver loads,
+    /// then the CPU library, unless <c>NE_BACKEND=cpu</c>. <see cref="SystemInfo.LibrarySelection"/>
+    /// tells which was picked and why.</para>
+    /// <para>Search: where the <c>NE_NATIVE_PATH</c> environment variable is set, only there (the
+    /// library file, which is loaded whichever backend is wanted, or a folder holding either
+    /// library); otherwise <c>&lt;AppContext.BaseDirectory&gt;/runtimes/&lt;rid&gt;/native/</c>,
+    /// <c>AppContext.BaseDirectory</c>, then the runtime's default probing, for each library in
+    /// turn. The library that loads must report <see cref="NativeConstants.AbiVersion"/> from
+    /// <c>ne_abi_version()</c>. A failure is not remembered: a later call searches again.</para>
     /// </remarks>
     /// <exception cref="NativeEngineLoadException">No location held a loadable library (the message
     /// lists every location tried, with the loader's error for each), or the library has another
@@ -66,6 +74,8 @@ public static class Engine
             CudaDeviceCount = info.CudaDeviceCount,
             Version = NativeStatus.FixedString(info.Version, 32),
             AbiVersion = (int)NativeMethods.ne_abi_version(),
+            LibraryPath = NativeLibraryLoader.LoadedPath!,
+            LibrarySelection = NativeLibraryLoader.Loaded!.Selection,
         };
     }
 

@@ -20,4 +20,12 @@ public sealed record SystemInfo
 
     /// <summary>The native library's ABI version.</summary>
     public required int AbiVersion { get; init; }
+
+    /// <summary>The full path of the loaded native library (<c>libnativeengine</c> or <c>libnativeengine_cuda</c>).</summary>
+    public required string LibraryPath { get; init; }
+
+    /// <summary>Why that library was loaded: what the first load was for, the order of the
+    /// libraries it tried, each one passed over with the reason (a missing file, cuBLAS or the
+    /// NVIDIA driver), and where the loaded one was found.</summary>
+    public required string LibrarySelection { get; init; }
 }

@@ -104,6 +104,9 @@ typedef enum ne_backend {
     NE_BACKEND_CPU = 0,
     /** Device memory and the CUDA kernels (libnativeengine_cuda only). */
     NE_BACKEND_CUDA = 1,
+    /** CUDA device 0 when this library has the CUDA backend and a device is visible, else the CPU.
+     * Only in ne_context_options (device_index must be 0): the context reports the backend it got. */
+    NE_BACKEND_AUTO = 2,
     NE_BACKEND_MAX_ENUM = 0x7fffffff
 } ne_backend;
 

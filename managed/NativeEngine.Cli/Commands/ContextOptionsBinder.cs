@@ -5,15 +5,18 @@ namespace NativeEngine.Cli.Commands;
 
 /// <summary>The options that choose a context (--backend, --threads, --simd), shared by every
 /// command that runs kernels. Values are checked by the native library (Context.Create), not here.</summary>
+/// <remarks>--backend defaults to cpu, not auto: train, generate and eval need attention and the
+/// softmax losses, which have no CUDA kernels yet, so auto would make the main job fail on a machine
+/// with a GPU. On a machine without one, cpu and auto give the same CPU context from the same library.
+/// NE_BACKEND, when set, overrides --backend (Context.Create applies it).</remarks>
 internal sealed class ContextOptionsBinder
 {
-    public Option<Backend> Backend { get; } = new("--backend")
+    public Option<(Backend Backend, int DeviceIndex)> Backend { get; } = new("--backend")
     {
-        Description = "Backend to run on: cpu or cuda.",
-        DefaultValueFactory = _ => NativeEngine.Backend.Cpu,
-        CustomParser = result => ParseName(result, "--backend", NativeEngine.Backend.Cpu,
-            ("cpu", NativeEngine.Backend.Cpu), ("cuda", NativeEngine.Backend.Cuda)),
-        HelpName = "cpu|cuda",
+        Description = $"Backend to run on: cpu, cuda (device 0), cuda:N or auto (CUDA when the CUDA library, the driver and a GPU are present, else the CPU). {BackendSetting.EnvironmentVariable} overrides it.",
+        DefaultValueFactory = _ => (NativeEngine.Backend.Cpu, 0),
+        CustomParser = ParseBackend,
+        HelpName = "cpu|cuda|cuda:N|auto",
     };
 
     public Option<int> Threads { get; } = new("--threads")
@@ -41,10 +44,22 @@ internal sealed class ContextOptionsBinder
 
     public ContextOptions Bind(ParseResult parseResult) => new()
     {
-        Backend = parseResult.GetValue(Backend),
+        Backend = parseResult.GetValue(Backend).Backend,
+        DeviceIndex = parseResult.GetValue(Backend).DeviceIndex,
         NumThreads = parseResult.GetValue(Threads),
         SimdLevel = parseResult.GetValue(Simd),
     };
+
+    private static (Backend, int) ParseBackend(ArgumentResult result)
+    {
+        var token = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+        if (BackendSetting.TryParse(token, out var backend, out var deviceIndex))
+        {
+            return (backend, deviceIndex);
+        }
+        result.AddError($"--backend must be {BackendSetting.AcceptedValues}; got '{token}'.");
+        return (NativeEngine.Backend.Cpu, 0);
+    }
 
     private static T ParseName<T>(ArgumentResult result, string option, T fallback, params (string Name, T Value)[] names)
     {

@@ -8,7 +8,7 @@ internal static class InfoCommand
 {
     public static Command Create()
     {
-        var command = new Command("info", "Show the native library's version and ABI, the CPU, its SIMD level and threads, and CUDA support.");
+        var command = new Command("info", "Show which native library was loaded and why, its version and ABI, the CPU, its SIMD level and threads, and CUDA support.");
         command.SetAction(_ => Run());
         return command;
     }
@@ -26,13 +26,17 @@ internal static class InfoCommand
         void Row(string name, string value) => grid.AddRow(new Markup($"[bold]{name}[/]"), new Text(value));
         Row("Library version", system.Version);
         Row("ABI version", $"{system.AbiVersion} (managed expects {NativeConstants.AbiVersion})");
-        Row("Library path", Engine.LibraryPath);
+        Row("Library path", system.LibraryPath);
+        Row("Library choice", system.LibrarySelection);
         Row("Managed assembly", typeof(Engine).Assembly.GetName().Version?.ToString() ?? "?");
         Row("CPU", cpu);
         Row("Best SIMD level", system.BestSimdLevel.ToString());
         Row("Hardware threads", system.HardwareThreads.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Row("CUDA compiled", system.CudaCompiled ? "yes" : "no");
         Row("CUDA devices", system.CudaDeviceCount.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var setting = Environment.GetEnvironmentVariable(BackendSetting.EnvironmentVariable);
+        Row(BackendSetting.EnvironmentVariable, string.IsNullOrWhiteSpace(setting) ? "unset" : setting);
+        Row("Backend auto picks", system.CudaCompiled && system.CudaDeviceCount > 0 ? "cuda:0" : "cpu");
         AnsiConsole.Write(grid);
         return ExitCodes.Success;
     }

@@ -173,11 +173,43 @@ NE_API ne_status ne_context_create(const ne_context_options* options, ne_context
             params_arg(options, "options", sizeof(ne_context_options), defaults);
         if (out_context == nullptr) fail(NE_STATUS_NULL_POINTER, "argument 'out_context' is NULL");
         const int32_t backend = raw_enum(opts.backend);
-        if (backend != NE_BACKEND_CPU && backend != NE_BACKEND_CUDA) {
+        if (backend != NE_BACKEND_CPU && backend != NE_BACKEND_CUDA && backend != NE_BACKEND_AUTO) {
             fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': backend ", backend,
-                 " is not a valid ne_backend; expected NE_BACKEND_CPU (0) or NE_BACKEND_CUDA (1)");
+                 " is not a valid ne_backend; expected NE_BACKEND_CPU (0), NE_BACKEND_CUDA (1) or NE_BACKEND_AUTO (2)");
         }
-        if (opts.backend == NE_BACKEND_CUDA) {
+        if (opts.backend != NE_BACKEND_CUDA) {
+            // AUTO validates the CPU options even where it picks CUDA, so that options refused on
+            // one machine are refused on every machine.
+            if (opts.device_index != 0) {
+                fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': device_index is ", opts.device_index,
+                     opts.backend == NE_BACKEND_AUTO
+                         ? "; expected 0 for NE_BACKEND_AUTO (it picks CUDA device 0 or the CPU); name "
+                           "NE_BACKEND_CUDA to choose another device"
+                         : "; expected 0 for the CPU backend");
+            }
+            if (opts.num_threads < 0) {
+                fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': num_threads is ", opts.num_threads,
+                     "; expected 0 (all hardware threads) or a positive count");
+            }
+            constexpr int32_t kMaxThreads = 1024;
+            if (opts.num_threads > kMaxThreads) {
+                fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': num_threads is ", opts.num_threads,
+                     "; expected at most ", kMaxThreads);
+            }
+            const int32_t simd_level = raw_enum(opts.simd_level);
+            if (simd_level < NE_SIMD_LEVEL_AUTO || simd_level > NE_SIMD_LEVEL_AVX512) {
+                fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': simd_level ", simd_level,
+                     " is not a valid ne_simd_level");
+            }
+            const ne_simd_level best = best_simd_level();
+            if (opts.simd_level > best) {
+                fail(NE_STATUS_UNSUPPORTED, "argument 'options': simd_level ", simd_level_name(opts.simd_level),
+                     " is not supported by this CPU; the best level here is ", simd_level_name(best));
+            }
+        }
+        const bool cuda = opts.backend == NE_BACKEND_CUDA ||
+                          (opts.backend == NE_BACKEND_AUTO && cuda_compiled() && cuda_device_count() > 0);
+        if (cuda) {
             auto context = std::make_unique<ne_context>();
             context->backend = NE_BACKEND_CUDA;
             context->device_index = opts.device_index;
@@ -190,30 +222,8 @@ NE_API ne_status ne_context_create(const ne_context_options* options, ne_context
             *out_context = context.release();
             return;
         }
-        if (opts.device_index != 0) {
-            fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': device_index is ", opts.device_index,
-                 "; expected 0 for the CPU backend");
-        }
-        if (opts.num_threads < 0) {
-            fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': num_threads is ", opts.num_threads,
-                 "; expected 0 (all hardware threads) or a positive count");
-        }
-        constexpr int32_t kMaxThreads = 1024;
-        if (opts.num_threads > kMaxThreads) {
-            fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': num_threads is ", opts.num_threads,
-                 "; expected at most ", kMaxThreads);
-        }
-        const int32_t simd_level = raw_enum(opts.simd_level);
-        if (simd_level < NE_SIMD_LEVEL_AUTO || simd_level > NE_SIMD_LEVEL_AVX512) {
-            fail(NE_STATUS_INVALID_ARGUMENT, "argument 'options': simd_level ", simd_level,
-                 " is not a valid ne_simd_level");
-        }
-        const ne_simd_level best = best_simd_level();
-        if (opts.simd_level > best) {
-            fail(NE_STATUS_UNSUPPORTED, "argument 'options': simd_level ", simd_level_name(opts.simd_level),
-                 " is not supported by this CPU; the best level here is ", simd_level_name(best));
-        }
 
+        const ne_simd_level best = best_simd_level();
         auto context = std::make_unique<ne_context>();
         context->backend = NE_BACKEND_CPU;
         context->device_index = 0;

@@ -57,6 +57,7 @@ public sealed class CliTests
     [InlineData(new[] { "info", "--frobnicate" }, "unrecognized command or argument '--frobnicate'")]
     [InlineData(new[] { "demo", "--threads", "abc" }, "'abc'")]
     [InlineData(new[] { "demo", "--backend", "tpu" }, "tpu")]
+    [InlineData(new[] { "demo", "--backend", "cuda:x" }, "--backend must be cpu, cuda, cuda:N (N a CUDA device index, 0 or more) or auto; got 'cuda:x'")]
     public void BadUsageIsOneErrorLineAndExitCode2(string[] args, string expected)
     {
         var (exitCode, errors) = Run(args);

@@ -32,6 +32,12 @@ internal static class CliApp
         {
             args = [DefaultCommand, .. args];
         }
+        var backendVariable = Environment.GetEnvironmentVariable(BackendSetting.EnvironmentVariable);
+        if (!string.IsNullOrWhiteSpace(backendVariable) && !BackendSetting.TryParse(backendVariable, out _, out _))
+        {
+            return Fail(ExitCodes.UsageError,
+                $"{BackendSetting.EnvironmentVariable} is '{backendVariable}'; expected {BackendSetting.AcceptedValues}");
+        }
         try
         {
             var parseResult = BuildRootCommand().Parse(args);

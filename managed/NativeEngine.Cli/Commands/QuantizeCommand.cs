@@ -56,9 +56,9 @@ internal static class QuantizeCommand
             table.AddRow("int8", Format(int8Loss, "F4"), Format(Math.Exp(int8Loss), "F3"), Format(int8Time, "F1"));
             AnsiConsole.Write(table);
             var change = 100 * (int8Loss - fp32Loss) / fp32Loss;
-            AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"on {evaluation.Description}: int8 loss is {(change >= 0 ? "+" : "")}{change:F3}% vs fp32; int8 forward is {fp32Time / int8Time:F2}x the speed of fp32 " +
-                "(the linear layers are int8; embeddings, attention, LayerNorms and the output softmax stay fp32)")));
+            var summary = string.Create(CultureInfo.InvariantCulture,
+                $"on {evaluation.Description}: int8 loss is {(change >= 0 ? "+" : "")}{change:F3}% vs fp32; int8 forward is {fp32Time / int8Time:F2}x the speed of fp32");
+            AnsiConsole.MarkupLine(Markup.Escape(summary + " (the linear layers are int8; embeddings, attention, LayerNorms and the output softmax stay fp32)"));
             return ExitCodes.Success;
         });
         return command;

@@ -44,6 +44,24 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void AnInvalidBackendVariableIsOneUsageErrorLine()
+    {
+        var previous = Environment.GetEnvironmentVariable(BackendSetting.EnvironmentVariable);
+        Environment.SetEnvironmentVariable(BackendSetting.EnvironmentVariable, "tpu");
+        try
+        {
+            var (exitCode, errors) = Run("info");
+
+            Assert.Equal(ExitCodes.UsageError, exitCode);
+            Assert.Equal($"error: NE_BACKEND is 'tpu'; expected {BackendSetting.AcceptedValues}", Assert.Single(errors));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(BackendSetting.EnvironmentVariable, previous);
+        }
+    }
+
+    [Fact]
     public void InfoSucceeds()
     {
         var (exitCode, errors) = Run("info");

@@ -8,7 +8,8 @@
 #    warnings are not errors here: CI holds the sources to that with nvcc 11.8);
 # 2. runs the CUDA library's GoogleTest suites: every ported kernel on the device against the
 #    same references as on the CPU, plus the CUDA context, memory and copy tests;
-# 3. runs a short filtered pass of them under compute-sanitizer memcheck;
+# 3. runs a short filtered pass of them under compute-sanitizer memcheck, and the attention
+#    kernels (every element type, tiled and decode paths) under racecheck (shared memory hazards);
 # 4. runs the managed tests with a .NET runtime brought in .device/ (tests/gpu/prepare-device.sh
 #    makes it on a machine with the SDK), when present;
 # 5. runs the GPU benchmarks beside PyTorch's (torch_bench.py) and prints ours, PyTorch's and the
@@ -76,7 +77,10 @@ section "GoogleTest: CUDA library (every ported kernel on the device against the
 if command -v compute-sanitizer >/dev/null; then
   section "compute-sanitizer memcheck (short pass)" compute-sanitizer --tool memcheck --error-exitcode 1 \
     "$tests" --gtest_brief=1 \
-    --gtest_filter='CudaBackend.*:*NormKernels*cuda0*:*Int8Test*cuda0*:*ElementwiseOps*cuda0*:*ReduceOps*cuda0*:*AdamwOps*cuda0*:*EmbeddingOps*cuda0*:*GemmTest*cuda0*'
+    --gtest_filter='CudaBackend.*:*NormKernels*cuda0*:*Int8Test*cuda0*:*ElementwiseOps*cuda0*:*ReduceOps*cuda0*:*AdamwOps*cuda0*:*EmbeddingOps*cuda0*:*GemmTest*cuda0*:*AttentionKernels*cuda0*:*AttentionHalfPrecision*'
+  section "compute-sanitizer racecheck (attention, short pass)" compute-sanitizer --tool racecheck --error-exitcode 1 \
+    "$tests" --gtest_brief=1 \
+    --gtest_filter='*AttentionKernels.FullyMaskedRowsAreExactlyZero/cuda0:AttentionCudaDeterminism.*'
 else
   section "compute-sanitizer memcheck (short pass)" echo "compute-sanitizer not found: skipped"
 fi

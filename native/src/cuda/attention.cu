@@ -29,6 +29,7 @@
 #include <mma.h>
 
 #include <climits>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 
@@ -107,6 +108,9 @@ struct Problem {
     bool causal;
     const int32_t* key_lengths;
     int64_t key_lengths_stride;
+    // Every row of q, k, v (and dout) starts 16-byte aligned and D is a whole number of 16-byte
+    // pieces: the tiles load in 16-byte pieces.
+    bool vector_loads;
 
     __device__ int length(int64_t b) const { return key_lengths ? key_lengths[b * key_lengths_stride] : Tk; }
     // Keys [0, visible) of a sequence of `length` keys are what query i sees.
@@ -216,9 +220,24 @@ private:
 };
 
 // Loads rows [first, first + kBlock) of a head into a tile, D columns of kHeadDim; rows where
-// keep(r) is false and the padding columns are zero.
+// keep(r) is false and the padding columns are zero. vector: see Problem::vector_loads (the
+// 16-bit tiles' rows, kLdElements * 2 bytes, keep the alignment in shared memory).
 template <class Tiles, class E, class Keep>
-__device__ void load_tile(E* tile, const E* head_row0, int64_t token_stride, int first, int D, Keep keep) {
+__device__ void load_tile(E* tile, const E* head_row0, int64_t token_stride, int first, int D, bool vector, Keep keep) {
+    if constexpr (ElementTraits<E>::kTensorCores) {
+        static_assert(Tiles::kLdElements * sizeof(E) % 16 == 0 && Tiles::kHeadDim % 8 == 0, "16-byte pieces");
+        if (vector) {
+            constexpr int kPieces = Tiles::kHeadDim / 8;  // of 8 elements per row
+            for (int index = static_cast<int>(threadIdx.x); index < Tiles::kBlock * kPieces; index += Tiles::kThreads) {
+                const int r = index / kPieces;
+                const int d = index % kPieces * 8;
+                uint4 value = make_uint4(0u, 0u, 0u, 0u);
+                if (d < D && keep(r)) value = *reinterpret_cast<const uint4*>(head_row0 + (first + r) * token_stride + d);
+                *reinterpret_cast<uint4*>(tile + r * Tiles::kLdElements + d) = value;
+            }
+            return;
+        }
+    }
     constexpr int kCount = Tiles::kBlock * Tiles::kHeadDim;
     for (int index = static_cast<int>(threadIdx.x); index < kCount; index += Tiles::kThreads) {
         const int r = index / Tiles::kHeadDim;
@@ -324,7 +343,7 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
     const int i = row0 + my_row;
     const int row_visible = i < p.Tq ? p.visible(i, L) : 0;
 
-    load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, [&](int r) { return row0 + r < p.Tq; });
+    load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
     zero_accumulators<T>(acc);
     __syncthreads();
 
@@ -334,8 +353,8 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
     float max = kMinusInfinity, sum = 0.0f;  // of the row: running max of s, sum of exp(s - max)
     for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
         __syncthreads();  // every warp is done with the previous k and v
-        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, [&](int r) { return key0 + r < p.Tk; });
-        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, [&](int r) { return key0 + r < p.Tk; });
+        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
         __syncthreads();
         warp_product<T::kBlock, kHeadDim, false, true>(q_tile + warp * 16 * T::kLdElements, T::kLdElements, k_tile,
                                                        T::kLdElements, scores + warp * 16 * T::kLdScores, T::kLdScores, false);
@@ -564,8 +583,8 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThre
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int my_row = warp * 16 + lane / 2;
 
-    load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, [&](int r) { return key0 + r < p.Tk; });
-    load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, [&](int r) { return key0 + r < p.Tk; });
+    load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+    load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
     zero_accumulators<T>(dk_acc);
     zero_accumulators<T>(dv_acc);
     // Query i sees key j when j <= i + L - Tq: rows before key0 - L + Tq see none of these keys.
@@ -575,8 +594,8 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThre
         for (int row0 = first_row / T::kBlock * T::kBlock; row0 < p.Tq; row0 += T::kBlock) {
             __syncthreads();  // every warp is done with the previous rows
             const auto seeing = [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, L) > 0; };
-            load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, [&](int r) { return row0 + r < p.Tq; });
-            load_tile<T>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, seeing);
+            load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+            load_tile<T>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads, seeing);
             for (int r = static_cast<int>(threadIdx.x); r < T::kBlock; r += T::kThreads) {
                 const int64_t n = (b * p.H + h) * p.Tq + row0 + r;
                 lse_rows[r] = seeing(r) ? a.lse[n] : 0.0f;
@@ -639,14 +658,14 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThre
     const float row_lse = row_visible > 0 ? a.lse[n] : 0.0f;
     const float row_delta = row_visible > 0 ? a.delta[n] : 0.0f;
 
-    load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, [&](int r) { return row0 + r < p.Tq; });
-    load_tile<T>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D,
+    load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    load_tile<T>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads,
                  [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, L) > 0; });
     zero_accumulators<T>(dq_acc);
     for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
         __syncthreads();  // the tiles above are loaded; every warp is done with the previous k and v
-        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, [&](int r) { return key0 + r < p.Tk; });
-        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, [&](int r) { return key0 + r < p.Tk; });
+        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
         __syncthreads();
         warp_probabilities<T, E>(q_tile, dout_tile, k_tile, v_tile, scores, dscores, nullptr, dprobabilities, key0, row_visible,
                                  row_lse, row_delta, p.scale);
@@ -693,6 +712,13 @@ void expect_grid(int64_t blocks, const char* what) {
         fail(NE_STATUS_UNSUPPORTED, "attention on CUDA: ", blocks, " blocks of ", what, " exceed the grid (", INT_MAX,
              "); split the batch");
     }
+}
+
+template <class T>
+bool aligned16(const Heads<T>& t) {
+    constexpr int64_t kElements = 16 / static_cast<int64_t>(sizeof(T));
+    return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.batch_stride % kElements == 0 &&
+           t.token_stride % kElements == 0 && t.head_stride % kElements == 0;
 }
 
 void expect_sizes(const cpu::AttentionInputs& in) {
@@ -782,6 +808,7 @@ void forward_for(const Queue& queue, const cpu::AttentionForwardArgs& args, cons
     params.v = heads_of<const E>(args.in.v);
     params.out = heads_of<E>(args.out);
     params.lse = args.lse;
+    params.p.vector_loads = args.in.D % 8 == 0 && aligned16(params.q) && aligned16(params.k) && aligned16(params.v);
     with_head_dim(args.in.D, [&](auto head_dim) { forward_with<E, decltype(head_dim)::value>(queue, params); });
 }
 
@@ -802,6 +829,8 @@ void backward_for(const Queue& queue, const cpu::AttentionBackwardArgs& args, co
     params.dv = heads_of<E>(args.dv);
     params.lse = args.lse;
     params.delta = delta.as<float>();
+    params.p.vector_loads = args.in.D % 8 == 0 && aligned16(params.q) && aligned16(params.k) && aligned16(params.v) &&
+                            aligned16(params.dout);
     constexpr int kDeltaRowsPerBlock = 8;
     expect_grid(ceil_div(rows, kDeltaRowsPerBlock), "the delta kernel");
     delta_kernel<E><<<static_cast<unsigned>(ceil_div(rows, kDeltaRowsPerBlock)), kDeltaRowsPerBlock * kWarpSize, 0,

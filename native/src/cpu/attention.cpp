@@ -6,7 +6,8 @@
 // functions.
 //
 // What the arguments may be, where the header leaves it open:
-// - q, k, v, out, dout, dq, dk, dv: f32 (on a CUDA context also bf16 or f16, all of q's dtype) of rank 4 with a contiguous last dimension
+// - q, k, v, out, dout, dq, dk, dv: f32 (on a CUDA context also bf16 or f16, all of q's dtype,
+//   NE_STATUS_DTYPE_MISMATCH otherwise) of rank 4 with a contiguous last dimension
 //   (NE_STATUS_UNSUPPORTED otherwise); q fixes B, Tq, H and D, and k fixes Tk and Hkv. D outside
 //   1..256 and H not a multiple of Hkv are NE_STATUS_SHAPE_MISMATCH. Tq and Tk must fit in 31
 //   bits (NE_STATUS_UNSUPPORTED beyond; a [B, 2^31, Hkv, D] f32 tensor is at least 8 GiB).

@@ -147,7 +147,7 @@ enum class Pass { forward, backward_keys, backward_rows };
 // What one block of a pass keeps in shared memory (each buffer kSharedAlignment-aligned):
 // element tiles [kBlock][D + pad] (forward: q, k, v; backward: q, dout, k, v), float score
 // tiles [kBlock][kBlock + 4] (s; backward also dp), element probability tiles
-// [kBlock][kBlock + pad] (p; backward also ds), float accumulators [kBlock][D + 4] (out;
+// [kBlock][kBlock + pad] (p; the keys pass also ds; the rows pass ds alone), float accumulators [kBlock][D + 4] (out;
 // dk and dv; dq) and two float vectors of kBlock (lse and delta of the rows).
 struct TileCounts {
     int elements, scores, probabilities, accumulators;
@@ -157,7 +157,7 @@ constexpr TileCounts tile_counts(Pass pass) {
     switch (pass) {
         case Pass::forward: return {3, 1, 1, 1};
         case Pass::backward_keys: return {4, 2, 2, 2};
-        case Pass::backward_rows: return {4, 2, 2, 1};
+        case Pass::backward_rows: return {4, 2, 1, 1};
     }
     return {0, 0, 0, 0};
 }
@@ -638,7 +638,6 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThre
     E* v_tile = cursor.take<E>(T::kBlock * T::kLdElements);
     float* scores = cursor.take<float>(T::kBlock * T::kLdScores);
     float* dscores = cursor.take<float>(T::kBlock * T::kLdScores);
-    cursor.take<E>(T::kBlock * T::kLdProbabilities);  // p: the keys pass's, unused here
     E* dprobabilities = cursor.take<E>(T::kBlock * T::kLdProbabilities);
     float* dq_acc = cursor.take<float>(T::kBlock * T::kLdAccumulators);
 

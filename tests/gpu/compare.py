@@ -2,7 +2,8 @@
 
 Usage: compare.py OURS THEIRS, two files of "RESULT <name> <ms> <rate> <unit>" lines. Prints one
 row per case name found in either, with the ratio PyTorch time / our time (above 1: ours is
-faster), and the int8 GEMM's speed-up over our and PyTorch's bf16 GEMM at 4096^3.
+faster), the int8 GEMM's speed-up over our and PyTorch's bf16 GEMM at 4096^3, and each attention
+case against the goals of issue 6 (forward at least PyTorch's speed, backward at least 0.8x).
 """
 import sys
 
@@ -30,6 +31,13 @@ def main():
         if "gemm_int8_i32_4096" in ours and "gemm_bf16_4096" in results:
             speedup = results["gemm_bf16_4096"][0] / ours["gemm_int8_i32_4096"][0]
             print(f"our int8 GEMM vs {label} bf16 GEMM at 4096^3: {speedup:.2f}x (goal: 1.5x our bf16 GEMM)")
+    for name in ours:
+        if not name.startswith("attention_") or name not in theirs:
+            continue
+        ratio = theirs[name][0] / ours[name][0]
+        goal = 0.8 if name.endswith("_backward") else 1.0
+        verdict = "meets" if ratio >= goal else "misses"
+        print(f"{name}: {ratio:.2f}x PyTorch's speed ({verdict} the goal of {goal:.1f}x)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 #include "nativeengine.h"
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <functional>
 #include <random>
@@ -38,6 +40,24 @@ ne_tensor* random_tensor(ne_context* context, std::vector<int64_t> shape, uint64
     std::uniform_real_distribution<float> distribution(-1.0f, 1.0f);
     for (float& v : values) v = distribution(generator);
     check(ne_tensor_write(t, values.data(), values.size() * sizeof(float)), "ne_tensor_write");
+    return t;
+}
+
+// Uniform values in [-1, 1) rounded to bf16 (nearest, ties to even).
+ne_tensor* random_bf16_tensor(ne_context* context, std::vector<int64_t> shape, uint64_t seed) {
+    ne_tensor* t = tensor(context, NE_DTYPE_BF16, shape);
+    int64_t count = 1;
+    for (const int64_t d : shape) count *= d;
+    std::vector<uint16_t> values(static_cast<size_t>(count));
+    std::mt19937_64 generator(seed);
+    std::uniform_real_distribution<float> distribution(-1.0f, 1.0f);
+    for (uint16_t& v : values) {
+        const float f = distribution(generator);
+        uint32_t bits;
+        std::memcpy(&bits, &f, sizeof bits);
+        v = static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    }
+    check(ne_tensor_write(t, values.data(), values.size() * sizeof(uint16_t)), "ne_tensor_write");
     return t;
 }
 
@@ -129,6 +149,51 @@ int main() {
         ms = time_ms(context, [&] { return ne_gemm(context, &params, ha, hb, hc); }, "ne_gemm (bf16)");
         report("gemm_bf16_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s");
         for (ne_tensor* t : {a, b, acc, c, scales, fa, fb, ha, hb, hc}) ne_tensor_destroy(t);
+    }
+
+    // Flash attention, bf16 [B, T, H, D], T = 4096, forward and backward, causal and not. FLOPs
+    // of exact attention: 4 B H T^2 D forward (two products), 2.5 times that backward (five),
+    // halved under causal masking; the same counts as torch_bench.py.
+    for (const auto& shape : {std::vector<int64_t>{2, 16, 128}, std::vector<int64_t>{2, 32, 64}}) {
+        const int64_t B = shape[0], T = 4096, H = shape[1], D = shape[2];
+        ne_tensor* q = random_bf16_tensor(context, {B, T, H, D}, 11);
+        ne_tensor* k = random_bf16_tensor(context, {B, T, H, D}, 12);
+        ne_tensor* v = random_bf16_tensor(context, {B, T, H, D}, 13);
+        ne_tensor* dout = random_bf16_tensor(context, {B, T, H, D}, 14);
+        ne_tensor* out = tensor(context, NE_DTYPE_BF16, {B, T, H, D});
+        ne_tensor* lse = tensor(context, NE_DTYPE_F32, {B, H, T});
+        ne_tensor* dq = tensor(context, NE_DTYPE_BF16, {B, T, H, D});
+        ne_tensor* dk = tensor(context, NE_DTYPE_BF16, {B, T, H, D});
+        ne_tensor* dv = tensor(context, NE_DTYPE_BF16, {B, T, H, D});
+        for (const int causal : {0, 1}) {
+            const ne_attention_params params{sizeof(ne_attention_params), 0.0f, causal};
+            const double forward_flops = 4.0 * B * H * static_cast<double>(T) * T * D / (causal ? 2.0 : 1.0);
+            const std::string name = "attention_bf16_b" + std::to_string(B) + "_h" + std::to_string(H) + "_d" + std::to_string(D) +
+                                     "_t" + std::to_string(T) + (causal ? "_causal" : "");
+            double ms = time_ms(context, [&] { return ne_attention_forward(context, &params, q, k, v, nullptr, out, lse); },
+                                "ne_attention_forward");
+            report((name + "_forward").c_str(), ms, forward_flops / (ms * 1e-3) / 1e12, "TFLOP/s");
+            ms = time_ms(context,
+                         [&] { return ne_attention_backward(context, &params, q, k, v, nullptr, out, lse, dout, dq, dk, dv); },
+                         "ne_attention_backward");
+            report((name + "_backward").c_str(), ms, 2.5 * forward_flops / (ms * 1e-3) / 1e12, "TFLOP/s");
+        }
+        for (ne_tensor* t : {q, k, v, dout, out, lse, dq, dk, dv}) ne_tensor_destroy(t);
+    }
+
+    {  // Decoding one token against a bf16 key/value cache: B = 4, H = 32 over Hkv = 8, D = 128,
+       // 8192 cached keys; the rate is the cache bytes read per second.
+        const int64_t B = 4, H = 32, Hkv = 8, D = 128, Tk = 8192;
+        ne_tensor* q = random_bf16_tensor(context, {B, 1, H, D}, 21);
+        ne_tensor* k = random_bf16_tensor(context, {B, Tk, Hkv, D}, 22);
+        ne_tensor* v = random_bf16_tensor(context, {B, Tk, Hkv, D}, 23);
+        ne_tensor* out = tensor(context, NE_DTYPE_BF16, {B, 1, H, D});
+        const ne_attention_params params{sizeof(ne_attention_params), 0.0f, 1};
+        const double bytes = 2.0 * B * Tk * Hkv * D * 2;
+        const double ms = time_ms(context, [&] { return ne_attention_forward(context, &params, q, k, v, nullptr, out, nullptr); },
+                                  "ne_attention_forward (decode)");
+        report("attention_bf16_decode_b4_h32_kv8_d128_t8192", ms, bytes / (ms * 1e-3) / 1e12, "TB/s");
+        for (ne_tensor* t : {q, k, v, out}) ne_tensor_destroy(t);
     }
 
     check(ne_context_destroy(context), "ne_context_destroy");

@@ -8,7 +8,8 @@
 #    warnings are not errors here: CI holds the sources to that with nvcc 11.8);
 # 2. runs the CUDA library's GoogleTest suites: every ported kernel on the device against the
 #    same references as on the CPU, plus the CUDA context, memory and copy tests;
-# 3. runs a short filtered pass of them under compute-sanitizer memcheck;
+# 3. runs a short filtered pass of them under compute-sanitizer memcheck, and the attention
+#    kernels (every element type, tiled and decode paths) under racecheck (shared memory hazards);
 # 4. runs the managed tests with a .NET runtime brought in .device/ (tests/gpu/prepare-device.sh
 #    makes it on a machine with the SDK), when present;
 # 5. runs the GPU benchmarks beside PyTorch's (torch_bench.py) and prints ours, PyTorch's and the
@@ -76,7 +77,10 @@ section "GoogleTest: CUDA library (every ported kernel on the device against the
 if command -v compute-sanitizer >/dev/null; then
   section "compute-sanitizer memcheck (short pass)" compute-sanitizer --tool memcheck --error-exitcode 1 \
     "$tests" --gtest_brief=1 \
-    --gtest_filter='CudaBackend.*:*NormKernels*cuda0*:*Int8Test*cuda0*:*ElementwiseOps*cuda0*:*ReduceOps*cuda0*:*AdamwOps*cuda0*:*EmbeddingOps*cuda0*:*GemmTest*cuda0*'
+    --gtest_filter='CudaBackend.*:*NormKernels*cuda0*:*Int8Test*cuda0*:*ElementwiseOps*cuda0*:*ReduceOps*cuda0*:*AdamwOps*cuda0*:*EmbeddingOps*cuda0*:*GemmTest*cuda0*:*AttentionKernels*cuda0*:*AttentionHalfPrecision*'
+  section "compute-sanitizer racecheck (attention, short pass)" compute-sanitizer --tool racecheck --error-exitcode 1 \
+    "$tests" --gtest_brief=1 \
+    --gtest_filter='*AttentionKernels.FullyMaskedRowsAreExactlyZero/cuda0:AttentionCudaDeterminism.*'
 else
   section "compute-sanitizer memcheck (short pass)" echo "compute-sanitizer not found: skipped"
 fi
@@ -86,12 +90,22 @@ if [[ -f .device/dotnet.tgz && -f .device/managed.tgz ]]; then
   mkdir -p .device/dotnet .device/managed
   tar -C .device/dotnet -xzf .device/dotnet.tgz
   tar -C .device/managed -xzf .device/managed.tgz
-  # The managed layer has no backend selection yet: its tests run on CPU contexts of the CUDA
-  # library. The loader test that expects the file name libnativeengine.so is left out.
+  # The managed tests create CPU contexts (several check CPU-only properties such as SIMD levels):
+  # they run here against the CUDA library, which carries every CPU kernel.
   section "Managed tests (xunit in-process runner, .NET runtime from .device/, the CUDA library)" \
     env DOTNET_ROOT="$root/.device/dotnet" NE_NATIVE_PATH="$root/$build/native/libnativeengine_cuda.so" \
-    "$root/.device/dotnet/dotnet" .device/managed/NativeEngine.Tests.dll -noColor \
-    -method- NativeEngine.Tests.NativeLibraryLoaderTests.NativePathMayNameTheLibraryOrItsFolder
+    "$root/.device/dotnet/dotnet" .device/managed/NativeEngine.Tests.dll -noColor
+  # The model and trainer unchanged on each backend: the CLI's main job, side by side (its last
+  # lines give the held-out exact match and the trained tokens per second).
+  main_job() {
+    local run
+    run=$(mktemp -d)
+    env DOTNET_ROOT="$root/.device/dotnet" NE_NATIVE_PATH="$root/$build/native/libnativeengine_cuda.so" \
+      "$root/.device/dotnet/dotnet" .device/managed/NativeEngine.Cli.dll train --backend "$1" --out "$run/reversal"
+    rm -rf "$run"
+  }
+  section "Main job on CUDA (train --backend cuda)" main_job cuda
+  section "Main job on the CPU of this machine (train --backend cpu)" main_job cpu
 else
   section "Managed tests" echo ".device/dotnet.tgz or .device/managed.tgz missing (run tests/gpu/prepare-device.sh): skipped"
 fi

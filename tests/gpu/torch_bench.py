@@ -67,6 +67,37 @@ def main():
     ms = time_ms(lambda: a32 @ b32.t())
     report("gemm_f32_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s")
 
+    attention(device)
+
+
+def attention(device):
+    """scaled_dot_product_attention with its default backend on [B, T, H, D] tensors viewed as
+    [B, H, T, D] (the layout of a fused projection, as in gpu_bench.cpp), bf16, T = 4096."""
+    for batch, heads, head_dim in ((2, 16, 128), (2, 32, 64)):
+        tokens = 4096
+        shape = (batch, tokens, heads, head_dim)
+        q, k, v, dout = (torch.rand(shape, device=device, dtype=torch.bfloat16) * 2 - 1 for _ in range(4))
+        q, k, v = (t.transpose(1, 2).requires_grad_(True) for t in (q, k, v))
+        dout = dout.transpose(1, 2)
+        for causal in (False, True):
+            forward_flops = 4.0 * batch * heads * tokens * tokens * head_dim / (2.0 if causal else 1.0)
+            name = f"attention_bf16_b{batch}_h{heads}_d{head_dim}_t{tokens}" + ("_causal" if causal else "")
+            with torch.no_grad():
+                ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+            report(f"{name}_forward", ms, forward_flops / (ms * 1e-3) / 1e12, "TFLOP/s")
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            ms = time_ms(lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True))
+            report(f"{name}_backward", ms, 2.5 * forward_flops / (ms * 1e-3) / 1e12, "TFLOP/s")
+
+    batch, heads, kv_heads, head_dim, cached = 4, 32, 8, 128, 8192
+    q = (torch.rand(batch, 1, heads, head_dim, device=device, dtype=torch.bfloat16) * 2 - 1).transpose(1, 2)
+    k, v = ((torch.rand(batch, cached, kv_heads, head_dim, device=device, dtype=torch.bfloat16) * 2 - 1).transpose(1, 2)
+            for _ in range(2))
+    cache_bytes = 2.0 * batch * cached * kv_heads * head_dim * 2
+    with torch.no_grad():
+        ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
+    report("attention_bf16_decode_b4_h32_kv8_d128_t8192", ms, cache_bytes / (ms * 1e-3) / 1e12, "TB/s")
+
 
 if __name__ == "__main__":
     main()

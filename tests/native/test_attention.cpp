@@ -1,11 +1,12 @@
-// Flash attention, forward and backward: every backend configuration against a double-precision
+// Flash attention, forward and backward: every backend configuration (CUDA device 0 too, where
+// the CUDA library runs on a GPU; its 16-bit paths are in test_attention_cuda.cpp) against a double-precision
 // oracle that materializes each row's full softmax, and against central finite differences of
 // the kernel's own forward pass; fully masked rows, strided views of a fused QKV buffer,
 // determinism across thread counts, the memory bound (no [Tq, Tk] buffer), and argument checks.
 //
 // Tolerances, as |actual - expected| <= tolerance * (1 + |expected|):
 // - forward (out, lse): 2e-6. Scores are float dot products of up to 256 terms and the online
-//   softmax rescales float sums; the vectorized exp is within 1 ulp (AVX2).
+//   softmax rescales float sums; the vectorized exp is within 1 ulp (AVX2), CUDA's expf within 2.
 // - backward (dq, dk, dv), the oracle's out and lse rounded to float as inputs: 1e-5. dk and dv
 //   sum over every query of a group (up to 300 terms here) in float.
 // - finite differences: see GradientsMatchFiniteDifferences.
@@ -17,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <sstream>
 
 using namespace ne_test;
@@ -69,7 +71,9 @@ struct Problem {
 };
 
 // Every option: Tq == Tk, decoding (Tq = 1), Tq < Tk and Tq > Tk under causal masking, key
-// lengths of 0 and Tk, grouped- and multi-query heads, T = 1, T past whole blocks of 64, every D.
+// lengths of 0 and Tk, grouped- and multi-query heads, T = 1, T past whole blocks of 64, every D
+// (the CUDA tiles: 64, 128 and 256 columns, 16 to 64 rows), and long key/value caches for 1 to 3
+// queries (CUDA's split-key decode path).
 std::vector<Problem> problems() {
     return {
         {2, 37, 37, 4, 4, 16},
@@ -86,6 +90,10 @@ std::vector<Problem> problems() {
         {1, 1, 1, 1, 1, 8},
         {1, 150, 150, 2, 1, 32, true, {140}},
         {1, 50, 50, 2, 2, 64, false, {}, 0.3f},
+        {1, 70, 90, 2, 2, 200, true},
+        {2, 1, 1000, 8, 2, 64, true, {1000, 517}},
+        {1, 3, 700, 4, 1, 128, false, {}},
+        {2, 2, 300, 2, 2, 130, true, {300, 1}},
     };
 }
 
@@ -462,7 +470,7 @@ TEST_P(AttentionKernels, GradientsMatchFiniteDifferences) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, AttentionKernels, ::testing::ValuesIn(cpu_backend_configurations()), config_name);
+INSTANTIATE_TEST_SUITE_P(Cpu, AttentionKernels, ::testing::ValuesIn(backend_configurations()), config_name);
 
 // ---- Determinism -----------------------------------------------------------------------------
 
@@ -643,6 +651,13 @@ TEST_F(AttentionArguments, Dtypes) {
     EXPECT_TRUE(fails_with(b.run(), NE_STATUS_DTYPE_MISMATCH, {"'dout'"}));
 }
 
+TEST_F(AttentionArguments, SixteenBitElementsAreForDevices) {
+    const Tensor q_bf16 = make_tensor(context.get(), NE_DTYPE_BF16, {B, Tq, H, D});
+    Forward f = forward();
+    f.q = q_bf16.get();
+    EXPECT_TRUE(fails_with(f.run(), NE_STATUS_DTYPE_MISMATCH, {"'q'", "expected dtype f32", "bf16"}));
+}
+
 TEST_F(AttentionArguments, Shapes) {
     const Tensor rank3 = f32({B, Tq, H * D});
     Forward f = forward();
@@ -789,6 +804,212 @@ TEST_F(AttentionArguments, OverlappingOutputs) {
     b = backward();
     b.dv = t.dk.get();
     EXPECT_TRUE(fails_with(b.run(), NE_STATUS_INVALID_ARGUMENT, {"'dk' overlaps argument 'dv'"}));
+}
+
+// ---- CUDA: bf16 and f16 elements, determinism, dtypes ------------------------------------------
+//
+// Inputs are multiples of 1/64 in [-1, 1], exact in both 16-bit formats, so that the oracle sees
+// the values the device reads; the rounding comes from the kernels alone: p and ds rounded to 16
+// bits before their tensor-core products (f32 accumulation), each output rounded once, and the
+// backward's delta taken from the rounded out. Tolerances as above:
+// - bf16 (8 significant bits): out 2e-2, dq/dk/dv 5e-2;
+// - f16 (11 significant bits): out 4e-3, dq/dk/dv 1e-2;
+// - lse (f32, from exact products of 16-bit inputs): 1e-4 for both.
+
+bool has_cuda_device() {
+    const ne_system_info info = system_info();
+    return info.cuda_compiled != 0 && info.cuda_device_count > 0;
+}
+
+Context cuda_context() { return make_context({NE_BACKEND_CUDA, NE_SIMD_LEVEL_AUTO, 0, "cuda0"}); }
+
+std::vector<float> sixty_fourths(size_t count, uint64_t seed) {
+    std::mt19937_64 generator(seed);
+    std::uniform_int_distribution<int> steps(-64, 64);
+    std::vector<float> values(count);
+    for (float& value : values) value = static_cast<float>(steps(generator)) / 64.0f;
+    return values;
+}
+
+// Encodes a value exactly representable in the format (sixty_fourths' values are).
+uint16_t encode16(ne_dtype dtype, float value) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, sizeof bits);
+    if (dtype == NE_DTYPE_BF16) return static_cast<uint16_t>(bits >> 16);
+    if ((bits & 0x7fffffffu) == 0) return static_cast<uint16_t>((bits >> 16) & 0x8000u);
+    const uint32_t sign = (bits >> 16) & 0x8000u;
+    const int exponent = static_cast<int>((bits >> 23) & 0xffu) - 127 + 15;
+    return static_cast<uint16_t>(sign | (static_cast<uint32_t>(exponent) << 10) | ((bits & 0x7fffffu) >> 13));
+}
+
+float decode16(ne_dtype dtype, uint16_t bits) {
+    if (dtype == NE_DTYPE_BF16) {
+        const uint32_t wide = uint32_t{bits} << 16;
+        float value;
+        std::memcpy(&value, &wide, sizeof value);
+        return value;
+    }
+    const int exponent = (bits >> 10) & 0x1f;
+    const double mantissa = (bits & 0x3ffu) / 1024.0;
+    double magnitude = exponent == 0 ? std::ldexp(mantissa, -14) : std::ldexp(1.0 + mantissa, exponent - 15);
+    if (exponent == 0x1f) magnitude = (bits & 0x3ffu) ? std::numeric_limits<double>::quiet_NaN() : std::numeric_limits<double>::infinity();
+    return static_cast<float>((bits & 0x8000u) ? -magnitude : magnitude);
+}
+
+Tensor make_tensor16(ne_context* context, ne_dtype dtype, std::vector<int64_t> shape, const std::vector<float>& values) {
+    std::vector<uint16_t> bits(values.size());
+    for (size_t i = 0; i < values.size(); ++i) bits[i] = encode16(dtype, values[i]);
+    return make_tensor(context, dtype, std::move(shape), bits);
+}
+
+std::vector<float> read16(ne_dtype dtype, const ne_tensor* tensor) {
+    const std::vector<uint16_t> bits = read<uint16_t>(tensor);
+    std::vector<float> values(bits.size());
+    for (size_t i = 0; i < bits.size(); ++i) values[i] = decode16(dtype, bits[i]);
+    return values;
+}
+
+// The tensors of one problem with q, k, v, out and the gradients of `dtype`, lse f32.
+struct Tensors16 {
+    Tensors16(ne_context* context, ne_dtype dtype, const Problem& p, const HostInputs& in) {
+        q = make_tensor16(context, dtype, {p.B, p.Tq, p.H, p.D}, in.q);
+        k = make_tensor16(context, dtype, {p.B, p.Tk, p.Hkv, p.D}, in.k);
+        v = make_tensor16(context, dtype, {p.B, p.Tk, p.Hkv, p.D}, in.v);
+        dout = make_tensor16(context, dtype, {p.B, p.Tq, p.H, p.D}, in.dout);
+        if (!p.key_lengths.empty()) key_lengths = make_tensor(context, NE_DTYPE_I32, {p.B}, p.key_lengths);
+        out = make_tensor(context, dtype, {p.B, p.Tq, p.H, p.D});
+        lse = make_tensor(context, NE_DTYPE_F32, {p.B, p.H, p.Tq});
+        dq = make_tensor(context, dtype, {p.B, p.Tq, p.H, p.D});
+        dk = make_tensor(context, dtype, {p.B, p.Tk, p.Hkv, p.D});
+        dv = make_tensor(context, dtype, {p.B, p.Tk, p.Hkv, p.D});
+    }
+
+    ne_status forward(ne_context* context, const ne_attention_params& params) {
+        return ne_attention_forward(context, &params, q.get(), k.get(), v.get(), key_lengths.get(), out.get(), lse.get());
+    }
+
+    ne_status backward(ne_context* context, const ne_attention_params& params) {
+        return ne_attention_backward(context, &params, q.get(), k.get(), v.get(), key_lengths.get(), out.get(), lse.get(),
+                                     dout.get(), dq.get(), dk.get(), dv.get());
+    }
+
+    Tensor q, k, v, dout, key_lengths, out, lse, dq, dk, dv;
+};
+
+HostInputs sixty_fourth_inputs(const Problem& p, uint64_t seed) {
+    return {sixty_fourths(p.q_count(), seed), sixty_fourths(p.kv_count(), seed + 1), sixty_fourths(p.kv_count(), seed + 2),
+            sixty_fourths(p.q_count(), seed + 3)};
+}
+
+class AttentionHalfPrecision : public ::testing::TestWithParam<ne_dtype> {
+protected:
+    void SetUp() override {
+        if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+        context = cuda_context();
+    }
+
+    Context context;
+};
+
+// Every problem of the f32 suite, and the tuned head dimensions over several blocks of queries.
+TEST_P(AttentionHalfPrecision, ForwardAndBackwardMatchOracle) {
+    const ne_dtype dtype = GetParam();
+    const bool bf16 = dtype == NE_DTYPE_BF16;
+    const double out_tolerance = bf16 ? 2e-2 : 4e-3, gradient_tolerance = bf16 ? 5e-2 : 1e-2, lse_tolerance = 1e-4;
+    std::vector<Problem> cases = problems();
+    cases.push_back({2, 130, 130, 4, 2, 64, true, {130, 77}});
+    cases.push_back({1, 140, 140, 2, 2, 128, true});
+    cases.push_back({1, 100, 160, 2, 1, 128, false, {150}});
+    uint64_t seed = 300;
+    for (const Problem& p : cases) {
+        SCOPED_TRACE(p.describe());
+        const HostInputs in = sixty_fourth_inputs(p, seed += 10);
+        const Oracle expected = oracle(p, in);
+        Tensors16 t(context.get(), dtype, p, in);
+        const ne_attention_params params = attention_params(p.causal, p.scale);
+        NE_ASSERT_OK(t.forward(context.get(), params));
+        NE_ASSERT_OK(t.backward(context.get(), params));
+        EXPECT_TRUE(all_near(read16(dtype, t.out.get()), expected.out, out_tolerance)) << "out";
+        EXPECT_TRUE(all_near(read<float>(t.lse.get()), expected.lse, lse_tolerance)) << "lse";
+        EXPECT_TRUE(all_near(read16(dtype, t.dq.get()), expected.dq, gradient_tolerance)) << "dq";
+        EXPECT_TRUE(all_near(read16(dtype, t.dk.get()), expected.dk, gradient_tolerance)) << "dk";
+        EXPECT_TRUE(all_near(read16(dtype, t.dv.get()), expected.dv, gradient_tolerance)) << "dv";
+    }
+}
+
+// Mixed element types are refused by name; lse stays f32.
+TEST_P(AttentionHalfPrecision, ElementTypesMustAgree) {
+    const ne_dtype dtype = GetParam();
+    const ne_dtype other = dtype == NE_DTYPE_BF16 ? NE_DTYPE_F16 : NE_DTYPE_BF16;
+    const Problem p{1, 5, 6, 2, 1, 8, true};
+    Tensors16 t(context.get(), dtype, p, sixty_fourth_inputs(p, 81));
+    const ne_attention_params params = attention_params(true);
+    const Tensor k_f32 = make_tensor(context.get(), NE_DTYPE_F32, {p.B, p.Tk, p.Hkv, p.D});
+    EXPECT_TRUE(fails_with(ne_attention_forward(context.get(), &params, t.q.get(), k_f32.get(), t.v.get(), nullptr,
+                                                t.out.get(), t.lse.get()),
+                           NE_STATUS_DTYPE_MISMATCH, {"'k'", "f32"}));
+    const Tensor out_other = make_tensor(context.get(), other, {p.B, p.Tq, p.H, p.D});
+    EXPECT_TRUE(fails_with(ne_attention_forward(context.get(), &params, t.q.get(), t.k.get(), t.v.get(), nullptr,
+                                                out_other.get(), t.lse.get()),
+                           NE_STATUS_DTYPE_MISMATCH, {"'out'"}));
+    const Tensor lse16 = make_tensor(context.get(), dtype, {p.B, p.H, p.Tq});
+    EXPECT_TRUE(fails_with(ne_attention_forward(context.get(), &params, t.q.get(), t.k.get(), t.v.get(), nullptr,
+                                                t.out.get(), lse16.get()),
+                           NE_STATUS_DTYPE_MISMATCH, {"'lse'", "expected dtype f32"}));
+    const Tensor dq_other = make_tensor(context.get(), other, {p.B, p.Tq, p.H, p.D});
+    EXPECT_TRUE(fails_with(ne_attention_backward(context.get(), &params, t.q.get(), t.k.get(), t.v.get(), nullptr,
+                                                 t.out.get(), t.lse.get(), t.dout.get(), dq_other.get(), t.dk.get(),
+                                                 t.dv.get()),
+                           NE_STATUS_DTYPE_MISMATCH, {"'dq'"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, AttentionHalfPrecision, ::testing::Values(NE_DTYPE_BF16, NE_DTYPE_F16),
+                         [](const ::testing::TestParamInfo<ne_dtype>& param) {
+                             return std::string(param.param == NE_DTYPE_BF16 ? "bf16" : "f16");
+                         });
+
+// No atomics on the device: two runs give the same bits, for every element type, on the tiled
+// and the decode paths, with grouped heads, key lengths and causal masking.
+TEST(AttentionCudaDeterminism, SameBitsOnEveryRun) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    Context context = cuda_context();
+    const ne_attention_params params = attention_params(true);
+    for (const Problem& p : {Problem{2, 150, 150, 4, 2, 96, true, {150, 99}}, Problem{2, 1, 900, 4, 1, 64, true, {900, 300}}}) {
+        SCOPED_TRACE(p.describe());
+        const HostInputs in = sixty_fourth_inputs(p, 91);
+        for (const ne_dtype dtype : {NE_DTYPE_F32, NE_DTYPE_BF16, NE_DTYPE_F16}) {
+            SCOPED_TRACE(static_cast<int>(dtype));
+            std::vector<std::vector<uint16_t>> first16;
+            std::vector<std::vector<float>> first32;
+            for (int run = 0; run < 2; ++run) {
+                std::vector<std::vector<uint16_t>> results16;
+                std::vector<std::vector<float>> results32;
+                if (dtype == NE_DTYPE_F32) {
+                    Tensors t(context.get(), p, in);
+                    NE_ASSERT_OK(t.forward(context.get(), params));
+                    NE_ASSERT_OK(t.backward(context.get(), params));
+                    for (const ne_tensor* output : {t.out.get(), t.lse.get(), t.dq.get(), t.dk.get(), t.dv.get()}) {
+                        results32.push_back(read<float>(output));
+                    }
+                } else {
+                    Tensors16 t(context.get(), dtype, p, in);
+                    NE_ASSERT_OK(t.forward(context.get(), params));
+                    NE_ASSERT_OK(t.backward(context.get(), params));
+                    results32.push_back(read<float>(t.lse.get()));
+                    for (const ne_tensor* output : {t.out.get(), t.dq.get(), t.dk.get(), t.dv.get()}) {
+                        results16.push_back(read<uint16_t>(output));
+                    }
+                }
+                if (run == 0) {
+                    first16 = results16;
+                    first32 = results32;
+                    continue;
+                }
+                EXPECT_EQ(results16, first16);
+                for (size_t r = 0; r < results32.size(); ++r) EXPECT_TRUE(bitwise_equal(results32[r], first32[r])) << r;
+            }
+        }
+    }
 }
 
 }  // namespace

@@ -153,29 +153,6 @@ TEST(CudaBackend, TensorsStayWithTheirContext) {
     EXPECT_TRUE(fails_with(ne_gelu_forward(cpu.get(), x.get(), y.get()), NE_STATUS_CONTEXT_MISMATCH, {"'y'"}));
 }
 
-TEST(CudaBackend, OperationsNotYetPortedAreRefusedByName) {
-    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
-    Context cuda = cuda_context();
-    Tensor q = make_tensor(cuda.get(), NE_DTYPE_F32, {1, 4, 2, 8});
-    Tensor out = make_tensor(cuda.get(), NE_DTYPE_F32, {1, 4, 2, 8});
-    const ne_attention_params params{sizeof(ne_attention_params), 0.0f, 1};
-    EXPECT_TRUE(fails_with(ne_attention_forward(cuda.get(), &params, q.get(), q.get(), q.get(), nullptr, out.get(), nullptr),
-                           NE_STATUS_UNSUPPORTED, {"ne_attention_forward", "CUDA backend"}));
-    Tensor hidden = make_tensor(cuda.get(), NE_DTYPE_F32, {2, 8});
-    Tensor weight = make_tensor(cuda.get(), NE_DTYPE_F32, {5, 8});
-    Tensor targets = make_tensor(cuda.get(), NE_DTYPE_I32, {2});
-    Tensor loss = make_tensor(cuda.get(), NE_DTYPE_F32, {2});
-    const ne_cross_entropy_params ce{sizeof(ne_cross_entropy_params), 0, 0};
-    EXPECT_TRUE(fails_with(ne_cross_entropy_forward(cuda.get(), &ce, hidden.get(), weight.get(), nullptr, targets.get(), loss.get(),
-                                                    nullptr),
-                           NE_STATUS_UNSUPPORTED, {"ne_cross_entropy_forward", "CUDA backend"}));
-    Tensor samples = make_tensor(cuda.get(), NE_DTYPE_I32, {3});
-    Tensor counts = make_tensor(cuda.get(), NE_DTYPE_F32, {3});
-    const ne_sampler_params sampler{sizeof(ne_sampler_params), 5, 1, 0};
-    EXPECT_TRUE(fails_with(ne_sample_log_uniform(cuda.get(), &sampler, nullptr, samples.get(), counts.get(), nullptr),
-                           NE_STATUS_UNSUPPORTED, {"ne_sample_log_uniform", "CUDA backend"}));
-}
-
 TEST(CudaBackend, EmbeddingIdsAreCheckedOnTheDevice) {
     if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
     Context cuda = cuda_context();

@@ -6,6 +6,7 @@
 // links the CUDA implementation (native/src/cuda/).
 #pragma once
 
+#include "cpu/attention.hpp"
 #include "device_ops.hpp"
 #include "cpu/softmax_losses.hpp"
 
@@ -18,6 +19,13 @@ struct ne_tensor;
 namespace ne {
 
 struct MemoryCounters;
+
+// Attention: a [B] i32 tensor of key lengths on the device: length b is data[b * stride]; data is null
+// when every sequence has Tk keys.
+struct DeviceKeyLengths {
+    const int32_t* data;
+    int64_t stride;
+};
 
 class Device {
 public:
@@ -74,6 +82,17 @@ public:
     virtual void store_sampler_draws(const cpu::SamplerDraws& draws) = 0;
     virtual void sampled_softmax_forward(const cpu::SampledForwardArgs& args) = 0;
     virtual void sampled_softmax_backward(const cpu::SampledBackwardArgs& args) = 0;
+
+    // ---- attention ----
+    // The arguments of the CPU kernels (cpu/attention.hpp) with device pointers: q, k, v, out
+    // (and dout, dq, dk, dv) all hold elements of `dtype` (f32, bf16 or f16; for 16-bit
+    // elements the float pointers hold their addresses), lse and delta are f32. in.key_lengths
+    // is unused: the device reads `key_lengths` (validated by the caller) instead.
+    virtual void attention_forward(const cpu::AttentionForwardArgs& args, ne_dtype dtype,
+                                   const DeviceKeyLengths& key_lengths) = 0;
+    // Overwrites dq, dk and dv; deterministic (no atomics: every output element has one writer).
+    virtual void attention_backward(const cpu::AttentionBackwardArgs& args, ne_dtype dtype,
+                                    const DeviceKeyLengths& key_lengths) = 0;
 };
 
 // Opens CUDA device `index` for a context whose memory statistics are `counters` (they outlive

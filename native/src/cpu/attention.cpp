@@ -6,12 +6,14 @@
 // functions.
 //
 // What the arguments may be, where the header leaves it open:
-// - q, k, v, out, dout, dq, dk, dv: f32 of rank 4 with a contiguous last dimension
+// - q, k, v, out, dout, dq, dk, dv: f32 (on a CUDA context also bf16 or f16, all of q's dtype,
+//   NE_STATUS_DTYPE_MISMATCH otherwise) of rank 4 with a contiguous last dimension
 //   (NE_STATUS_UNSUPPORTED otherwise); q fixes B, Tq, H and D, and k fixes Tk and Hkv. D outside
 //   1..256 and H not a multiple of Hkv are NE_STATUS_SHAPE_MISMATCH. Tq and Tk must fit in 31
 //   bits (NE_STATUS_UNSUPPORTED beyond; a [B, 2^31, Hkv, D] f32 tensor is at least 8 GiB).
 // - key_lengths: i32 of shape [B], any stride, each value in [0, Tk]
-//   (NE_STATUS_INVALID_ARGUMENT otherwise); read before any work starts.
+//   (NE_STATUS_INVALID_ARGUMENT otherwise); read before any work starts (on a CUDA context,
+//   copied to the host for the check, which waits for the work queued before).
 // - lse: f32 [B, H, Tq], contiguous; optional in the forward pass, required in the backward.
 // - params: struct_size = sizeof(ne_attention_params); scale finite and >= 0; causal 0 or 1.
 // - Outputs must not overlap any input nor each other (NE_STATUS_INVALID_ARGUMENT). The test is
@@ -20,6 +22,7 @@
 //   share memory (a stride 0, NE_STATUS_UNSUPPORTED): threads write them concurrently.
 #include "attention.hpp"
 
+#include "core/device.hpp"
 #include "core/validate.hpp"
 
 #include <algorithm>
@@ -159,6 +162,13 @@ const ne_tensor& typed_arg(const ne_tensor* tensor, const char* name, ne_dtype d
     return t;
 }
 
+// The dtype of q, k, v, out and the gradients: f32, or on a device also bf16 or f16 (q's).
+ne_dtype element_dtype_arg(const ne_tensor* q_arg, const ne_context& context) {
+    const ne_tensor& q = tensor_arg(q_arg, "q");
+    const bool half = context.device && (q.dtype == NE_DTYPE_BF16 || q.dtype == NE_DTYPE_F16);
+    return half ? q.dtype : NE_DTYPE_F32;
+}
+
 const ne_tensor* optional_typed_arg(const ne_tensor* tensor, const char* name, ne_dtype dtype,
                                     const ne_context& context) {
     return tensor == nullptr ? nullptr : &typed_arg(tensor, name, dtype, context);
@@ -233,7 +243,7 @@ void expect_separate(Named output, std::initializer_list<Named> others) {
 
 // q, k, v, key_lengths and the parameters. lengths receives the key lengths (Tk everywhere
 // without key_lengths); the inputs point into it.
-AttentionInputs inputs_arg(const ne_attention_params& params, const ne_tensor& q, const ne_tensor& k,
+AttentionInputs inputs_arg(const ne_context& context, const ne_attention_params& params, const ne_tensor& q, const ne_tensor& k,
                            const ne_tensor& v, const ne_tensor* key_lengths, std::vector<int32_t>& lengths) {
     AttentionInputs in{};
     expect_rank4(q, "q", "[B, Tq, H, D]");
@@ -264,9 +274,16 @@ AttentionInputs inputs_arg(const ne_attention_params& params, const ne_tensor& q
     lengths.assign(static_cast<size_t>(in.B), static_cast<int32_t>(in.Tk));
     if (key_lengths) {
         expect_dims(*key_lengths, "key_lengths", {in.B}, "[B]");
+        const int64_t stride = key_lengths->strides[0];
+        std::vector<int32_t> host_values;
         const int32_t* values = data_of<int32_t>(*key_lengths);
+        if (context.device) {
+            host_values.resize(static_cast<size_t>((in.B - 1) * stride + 1));
+            context.device->read(host_values.data(), values, static_cast<int64_t>(host_values.size() * sizeof(int32_t)));
+            values = host_values.data();
+        }
         for (int64_t b = 0; b < in.B; ++b) {
-            const int32_t length = values[b * key_lengths->strides[0]];
+            const int32_t length = values[b * stride];
             if (length < 0 || length > in.Tk) {
                 fail(NE_STATUS_INVALID_ARGUMENT, "argument 'key_lengths': element ", b, " is ", length,
                      "; expected a length in [0, ", in.Tk, "] (Tk)");
@@ -283,15 +300,16 @@ AttentionInputs inputs_arg(const ne_attention_params& params, const ne_tensor& q
 AttentionForwardArgs forward_args(const ne_context& context, const ne_attention_params& params, const ne_tensor* q_arg,
                                   const ne_tensor* k_arg, const ne_tensor* v_arg, const ne_tensor* key_lengths_arg,
                                   const ne_tensor* out_arg, const ne_tensor* lse_arg, std::vector<int32_t>& lengths) {
-    const ne_tensor& q = typed_arg(q_arg, "q", NE_DTYPE_F32, context);
-    const ne_tensor& k = typed_arg(k_arg, "k", NE_DTYPE_F32, context);
-    const ne_tensor& v = typed_arg(v_arg, "v", NE_DTYPE_F32, context);
+    const ne_dtype dtype = element_dtype_arg(q_arg, context);
+    const ne_tensor& q = typed_arg(q_arg, "q", dtype, context);
+    const ne_tensor& k = typed_arg(k_arg, "k", dtype, context);
+    const ne_tensor& v = typed_arg(v_arg, "v", dtype, context);
     const ne_tensor* key_lengths = optional_typed_arg(key_lengths_arg, "key_lengths", NE_DTYPE_I32, context);
-    const ne_tensor& out = typed_arg(out_arg, "out", NE_DTYPE_F32, context);
+    const ne_tensor& out = typed_arg(out_arg, "out", dtype, context);
     const ne_tensor* lse = optional_typed_arg(lse_arg, "lse", NE_DTYPE_F32, context);
 
     AttentionForwardArgs args{};
-    args.in = inputs_arg(params, q, k, v, key_lengths, lengths);
+    args.in = inputs_arg(context, params, q, k, v, key_lengths, lengths);
     const AttentionInputs& in = args.in;
     args.out = head_tensor_arg<float>(out, "out", {in.B, in.Tq, in.H, in.D}, "[B, Tq, H, D]");
     if (lse) expect_lse(*lse, in.B, in.H, in.Tq);
@@ -309,19 +327,20 @@ AttentionBackwardArgs backward_args(const ne_context& context, const ne_attentio
                                     const ne_tensor* key_lengths_arg, const ne_tensor* out_arg,
                                     const ne_tensor* lse_arg, const ne_tensor* dout_arg, const ne_tensor* dq_arg,
                                     const ne_tensor* dk_arg, const ne_tensor* dv_arg, std::vector<int32_t>& lengths) {
-    const ne_tensor& q = typed_arg(q_arg, "q", NE_DTYPE_F32, context);
-    const ne_tensor& k = typed_arg(k_arg, "k", NE_DTYPE_F32, context);
-    const ne_tensor& v = typed_arg(v_arg, "v", NE_DTYPE_F32, context);
+    const ne_dtype dtype = element_dtype_arg(q_arg, context);
+    const ne_tensor& q = typed_arg(q_arg, "q", dtype, context);
+    const ne_tensor& k = typed_arg(k_arg, "k", dtype, context);
+    const ne_tensor& v = typed_arg(v_arg, "v", dtype, context);
     const ne_tensor* key_lengths = optional_typed_arg(key_lengths_arg, "key_lengths", NE_DTYPE_I32, context);
-    const ne_tensor& out = typed_arg(out_arg, "out", NE_DTYPE_F32, context);
+    const ne_tensor& out = typed_arg(out_arg, "out", dtype, context);
     const ne_tensor& lse = typed_arg(lse_arg, "lse", NE_DTYPE_F32, context);
-    const ne_tensor& dout = typed_arg(dout_arg, "dout", NE_DTYPE_F32, context);
-    const ne_tensor& dq = typed_arg(dq_arg, "dq", NE_DTYPE_F32, context);
-    const ne_tensor& dk = typed_arg(dk_arg, "dk", NE_DTYPE_F32, context);
-    const ne_tensor& dv = typed_arg(dv_arg, "dv", NE_DTYPE_F32, context);
+    const ne_tensor& dout = typed_arg(dout_arg, "dout", dtype, context);
+    const ne_tensor& dq = typed_arg(dq_arg, "dq", dtype, context);
+    const ne_tensor& dk = typed_arg(dk_arg, "dk", dtype, context);
+    const ne_tensor& dv = typed_arg(dv_arg, "dv", dtype, context);
 
     AttentionBackwardArgs args{};
-    args.in = inputs_arg(params, q, k, v, key_lengths, lengths);
+    args.in = inputs_arg(context, params, q, k, v, key_lengths, lengths);
     const AttentionInputs& in = args.in;
     args.out = head_tensor_arg<const float>(out, "out", {in.B, in.Tq, in.H, in.D}, "[B, Tq, H, D]");
     expect_lse(lse, in.B, in.H, in.Tq);
@@ -446,6 +465,12 @@ void run_backward(ne_context& context, AttentionBackwardArgs args) {
               });
 }
 
+// The key lengths as a device reads them; called after validation.
+DeviceKeyLengths device_key_lengths(const ne_tensor* key_lengths) {
+    if (key_lengths == nullptr) return {nullptr, 0};
+    return {data_of<const int32_t>(*key_lengths), key_lengths->strides[0]};
+}
+
 }  // namespace
 }  // namespace ne::cpu
 
@@ -460,11 +485,11 @@ NE_API ne_status ne_attention_forward(ne_context* context, const ne_attention_pa
                                       ne_tensor* out, ne_tensor* lse) {
     return ne::guard("ne_attention_forward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
-        ne::expect_host_backend(ctx, "ne_attention_forward");
         const ne_attention_params p = ne::cpu::attention_params_arg(params);
         std::vector<int32_t> lengths;
         const auto args = ne::cpu::forward_args(ctx, p, q, k, v, key_lengths, out, lse, lengths);
-        ne::cpu::run_forward(ctx, args);
+        if (ctx.device) ctx.device->attention_forward(args, q->dtype, ne::cpu::device_key_lengths(key_lengths));
+        else ne::cpu::run_forward(ctx, args);
     });
 }
 
@@ -474,11 +499,11 @@ NE_API ne_status ne_attention_backward(ne_context* context, const ne_attention_p
                                        ne_tensor* dq, ne_tensor* dk, ne_tensor* dv) {
     return ne::guard("ne_attention_backward", [&] {
         ne_context& ctx = ne::context_arg(context, "context");
-        ne::expect_host_backend(ctx, "ne_attention_backward");
         const ne_attention_params p = ne::cpu::attention_params_arg(params);
         std::vector<int32_t> lengths;
         const auto args = ne::cpu::backward_args(ctx, p, q, k, v, key_lengths, out, lse, dout, dq, dk, dv, lengths);
-        ne::cpu::run_backward(ctx, args);
+        if (ctx.device) ctx.device->attention_backward(args, q->dtype, ne::cpu::device_key_lengths(key_lengths));
+        else ne::cpu::run_backward(ctx, args);
     });
 }
 

@@ -1,6 +1,7 @@
 // The CUDA device of a context: its stream, cuBLAS/cuBLASLt handles and device memory, the
 // transfers between host and device, and the dispatch of each exported operation to its
 // launcher. Compiled by the host compiler; the kernels live in the .cu files.
+#include "attention.hpp"
 #include "launch.hpp"
 #include "softmax_losses.hpp"
 
@@ -340,6 +341,18 @@ public:
     void sampled_softmax_backward(const cpu::SampledBackwardArgs& args) override {
         select();
         launch_sampled_softmax_backward(queue_, args);
+    }
+
+    // ---- attention ----
+    void attention_forward(const cpu::AttentionForwardArgs& args, ne_dtype dtype, const DeviceKeyLengths& key_lengths) override {
+        select();
+        launch_attention_forward(queue_, args, dtype, key_lengths);
+    }
+
+    void attention_backward(const cpu::AttentionBackwardArgs& args, ne_dtype dtype,
+                            const DeviceKeyLengths& key_lengths) override {
+        select();
+        launch_attention_backward(queue_, args, dtype, key_lengths);
     }
 
 private:

@@ -1,0 +1,861 @@
+// Flash attention on CUDA, forward and backward, with the semantics of the CPU kernels
+// (cpu/attention.cpp): [B, T, heads, D] views with free strides, lse [B, H, Tq], causal masking
+// aligned to the end, per-sequence key lengths, grouped- and multi-query heads, D up to 256,
+// rows that see no key give out 0, lse -infinity and no gradient.
+//
+// Tiled kernels (FlashAttention-2's loop order): a block owns kBlock query rows of one head and
+// walks the key blocks those rows see with an online softmax; the scores never leave shared
+// memory. Each warp owns 16 rows of every tile, so that the softmax and the accumulator updates
+// need only __syncwarp; the block synchronizes where a tile is reloaded. Products of two tiles
+// run on tensor cores (WMMA, 16x16x16, f32 accumulation) for bf16/f16 elements and on the SIMT
+// units (explicit fmaf) for f32, where the managed model's fp32 training must keep f32 accuracy.
+// The head dimension is padded to a tile of 64, 128 or 256 with zeros.
+//
+// Backward, deterministic without atomics: delta = rowsum(dout * out) first; then one pass per
+// key block computes dk and dv from every query row of the group that sees it (the G heads of a
+// key/value head in head order, then query blocks in order), and one pass per query block
+// computes dq from the key blocks in order. Every output element has one writer and a fixed
+// summation order, so the bits depend only on the shapes and the device.
+//
+// Decoding (Tq <= kDecodeMaxQueries): one block per (query row, key split) walks its keys with
+// a warp per key and an online softmax in registers; a second kernel combines the splits of a
+// row in split order.
+#include "attention.hpp"
+#include "common.cuh"
+#include "core/error.hpp"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+
+#include <climits>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+namespace ne::cuda {
+namespace {
+
+constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Dynamic shared memory a tiled kernel may use: within sm_80's 163 KiB opt-in (sm_90 has
+// 227 KiB), so that one binary serves both.
+constexpr int64_t kSharedBudget = 160 * 1024;
+constexpr int64_t kSharedAlignment = 128;
+// Up to this many queries per sequence and head take the split-key decode path.
+constexpr int64_t kDecodeMaxQueries = 4;
+// Fewest keys per split of the decode path, and the warps of its blocks.
+constexpr int64_t kDecodeMinKeysPerSplit = 64;
+constexpr int kDecodeWarps = 4;
+
+// ------------------------------------------------------------------------------------------
+// Elements
+// ------------------------------------------------------------------------------------------
+
+__device__ inline float to_float(float x) { return x; }
+__device__ inline float to_float(__half x) { return __half2float(x); }
+__device__ inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <class E>
+__device__ inline E from_float(float x);
+template <>
+__device__ inline float from_float<float>(float x) { return x; }
+template <>
+__device__ inline __half from_float<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+template <class E>
+struct ElementTraits {
+    // bf16/f16 tiles feed WMMA, whose leading dimensions are multiples of 8 elements and whose
+    // fragments start 32-byte aligned: rows padded by 8 keep both and spread the banks.
+    static constexpr bool kTensorCores = true;
+    static constexpr int kPad = 8;
+};
+
+template <>
+struct ElementTraits<float> {
+    // The SIMT loops read tile columns across lanes (k^T, v^T): an odd row length in floats
+    // puts the 32 rows a warp reads in 32 different banks.
+    static constexpr bool kTensorCores = false;
+    static constexpr int kPad = 1;
+};
+
+// ------------------------------------------------------------------------------------------
+// Parameters
+// ------------------------------------------------------------------------------------------
+
+// A [B, T, heads, D] tensor: element (b, t, head, d) is
+// data[b * batch_stride + t * token_stride + head * head_stride + d], strides in elements.
+template <class T>
+struct Heads {
+    T* data;
+    int64_t batch_stride;
+    int64_t token_stride;
+    int64_t head_stride;
+
+    __device__ T* row(int64_t b, int64_t t, int64_t head) const {
+        return data + b * batch_stride + t * token_stride + head * head_stride;
+    }
+};
+
+// What every kernel reads. Shape letters as in the C header; key_lengths[b * key_lengths_stride]
+// is L_b, or every L_b is Tk when key_lengths is null.
+struct Problem {
+    int32_t B, Tq, Tk, H, Hkv, D;
+    float scale;
+    bool causal;
+    const int32_t* key_lengths;
+    int64_t key_lengths_stride;
+    // Every row of q, k, v (and dout) starts 16-byte aligned and D is a whole number of 16-byte
+    // pieces: the tiles load in 16-byte pieces.
+    bool vector_loads;
+
+    __device__ int length(int64_t b) const { return key_lengths ? key_lengths[b * key_lengths_stride] : Tk; }
+    // Keys [0, visible) of a sequence of `length` keys are what query i sees.
+    __device__ int visible(int i, int length) const {
+        if (!causal) return length;
+        const int last = i + length - Tq + 1;
+        return last > 0 ? last : 0;
+    }
+};
+
+template <class E>
+struct ForwardParams {
+    Problem p;
+    Heads<const E> q, k, v;
+    Heads<E> out;
+    float* lse;  // [B, H, Tq] contiguous, or null
+};
+
+template <class E>
+struct BackwardParams {
+    Problem p;
+    Heads<const E> q, k, v, out, dout;
+    Heads<E> dq, dk, dv;
+    const float* lse;  // [B, H, Tq] contiguous
+    float* delta;      // [B, H, Tq] contiguous scratch: rowsum(dout * out)
+};
+
+// ------------------------------------------------------------------------------------------
+// Tiles
+// ------------------------------------------------------------------------------------------
+
+enum class Pass { forward, backward_keys, backward_rows };
+
+// What one block of a pass keeps in shared memory (each buffer kSharedAlignment-aligned):
+// element tiles [kBlock][D + pad] (forward: q, k, v; backward: q, dout, k, v), float score
+// tiles [kBlock][kBlock + 4] (s; backward also dp), element probability tiles
+// [kBlock][kBlock + pad] (p; the keys pass also ds; the rows pass ds alone), float accumulators [kBlock][D + 4] (out;
+// dk and dv; dq) and two float vectors of kBlock (lse and delta of the rows).
+struct TileCounts {
+    int elements, scores, probabilities, accumulators;
+};
+
+constexpr TileCounts tile_counts(Pass pass) {
+    switch (pass) {
+        case Pass::forward: return {3, 1, 1, 1};
+        case Pass::backward_keys: return {4, 2, 2, 2};
+        case Pass::backward_rows: return {4, 2, 1, 1};
+    }
+    return {0, 0, 0, 0};
+}
+
+__host__ __device__ constexpr int64_t align_shared(int64_t bytes) { return (bytes + kSharedAlignment - 1) / kSharedAlignment * kSharedAlignment; }
+
+constexpr int64_t shared_bytes(int64_t element_size, int pad, int head_dim, int block, Pass pass) {
+    const TileCounts n = tile_counts(pass);
+    return n.elements * align_shared(block * (head_dim + pad) * element_size) +
+           n.scores * align_shared(block * (block + 4) * 4) +
+           n.probabilities * align_shared(block * (block + pad) * element_size) +
+           n.accumulators * align_shared(block * (head_dim + 4) * 4) + 2 * align_shared(block * 4);
+}
+
+// The largest block of 64, 32 or 16 rows whose tiles fit the budget.
+template <class E>
+constexpr int pick_block(int head_dim, Pass pass) {
+    const int pad = ElementTraits<E>::kPad;
+    if (shared_bytes(sizeof(E), pad, head_dim, 64, pass) <= kSharedBudget) return 64;
+    if (shared_bytes(sizeof(E), pad, head_dim, 32, pass) <= kSharedBudget) return 32;
+    return 16;
+}
+
+// The compile-time geometry of a tiled kernel: E the element type, kHeadDim the padded head
+// dimension (D <= kHeadDim), kPass the kernel.
+template <class E, int kHeadDim_, Pass kPass>
+struct Tiles {
+    static constexpr int kHeadDim = kHeadDim_;
+    static constexpr int kBlock = pick_block<E>(kHeadDim, kPass);  // query rows and keys of a tile
+    static constexpr int kWarps = kBlock / 16;                     // each owns 16 rows of a tile
+    static constexpr int kThreads = kWarps * kWarpSize;
+    static constexpr int kPad = ElementTraits<E>::kPad;
+    static constexpr int kLdElements = kHeadDim + kPad;  // row length of the element tiles
+    static constexpr int kLdScores = kBlock + 4;          // of the float score tiles
+    static constexpr int kLdProbabilities = kBlock + kPad;
+    static constexpr int kLdAccumulators = kHeadDim + 4;  // WMMA: a multiple of 4 floats
+    static constexpr int64_t kSharedBytes = shared_bytes(sizeof(E), kPad, kHeadDim, kBlock, kPass);
+
+    static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "the head dimension tile is whole warps of columns");
+    static_assert(kBlock % 16 == 0 && kBlock >= 16, "a tile is whole 16-row warp slices and 16x16 fragments");
+    static_assert(kSharedBytes <= kSharedBudget, "the tiles of a block must fit the shared memory budget");
+    static_assert(!ElementTraits<E>::kTensorCores || (kLdElements % 8 == 0 && kLdProbabilities % 8 == 0),
+                  "WMMA leading dimensions of 16-bit tiles are multiples of 8 elements");
+};
+
+// Carves the shared memory of a block into its buffers, in declaration order.
+class SharedCursor {
+public:
+    __device__ explicit SharedCursor(unsigned char* base) : next_(base) {}
+
+    template <class T>
+    __device__ T* take(int64_t count) {
+        T* result = reinterpret_cast<T*>(next_);
+        next_ += align_shared(count * static_cast<int64_t>(sizeof(T)));
+        return result;
+    }
+
+private:
+    unsigned char* next_;
+};
+
+// Loads rows [first, first + kBlock) of a head into a tile, D columns of kHeadDim; rows where
+// keep(r) is false and the padding columns are zero. vector: see Problem::vector_loads (the
+// 16-bit tiles' rows, kLdElements * 2 bytes, keep the alignment in shared memory).
+template <class Tiles, class E, class Keep>
+__device__ void load_tile(E* tile, const E* head_row0, int64_t token_stride, int first, int D, bool vector, Keep keep) {
+    if constexpr (ElementTraits<E>::kTensorCores) {
+        static_assert(Tiles::kLdElements * sizeof(E) % 16 == 0 && Tiles::kHeadDim % 8 == 0, "16-byte pieces");
+        if (vector) {
+            constexpr int kPieces = Tiles::kHeadDim / 8;  // of 8 elements per row
+            for (int index = static_cast<int>(threadIdx.x); index < Tiles::kBlock * kPieces; index += Tiles::kThreads) {
+                const int r = index / kPieces;
+                const int d = index % kPieces * 8;
+                uint4 value = make_uint4(0u, 0u, 0u, 0u);
+                if (d < D && keep(r)) value = *reinterpret_cast<const uint4*>(head_row0 + (first + r) * token_stride + d);
+                *reinterpret_cast<uint4*>(tile + r * Tiles::kLdElements + d) = value;
+            }
+            return;
+        }
+    }
+    constexpr int kCount = Tiles::kBlock * Tiles::kHeadDim;
+    for (int index = static_cast<int>(threadIdx.x); index < kCount; index += Tiles::kThreads) {
+        const int r = index / Tiles::kHeadDim;
+        const int d = index % Tiles::kHeadDim;
+        E value = from_float<E>(0.0f);
+        if (d < D && keep(r)) value = head_row0[(first + r) * token_stride + d];
+        tile[r * Tiles::kLdElements + d] = value;
+    }
+}
+
+template <class Tiles>
+__device__ void zero_accumulators(float* tile) {
+    for (int index = static_cast<int>(threadIdx.x); index < Tiles::kBlock * Tiles::kLdAccumulators; index += Tiles::kThreads) {
+        tile[index] = 0.0f;
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Warp products: C[16, kN] (+)= op(A)[16, kK] op(B)[kK, kN] in shared memory, C float.
+// op(A)(m, k) is A[m * lda + k], or A[k * lda + m] when kTransposeA; op(B)(k, n) is
+// B[k * ldb + n], or B[n * ldb + k] when kTransposeB. A points at the warp's first row
+// (kTransposeA: column). The caller orders the writes of A, B and C before the call.
+// ------------------------------------------------------------------------------------------
+
+template <int kN, int kK, bool kTransposeA, bool kTransposeB>
+__device__ void simt_product(const float* A, int lda, const float* B, int ldb, float* C, int ldc, bool accumulate) {
+    const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    for (int n = lane; n < kN; n += kWarpSize) {
+        float acc[16];
+#pragma unroll
+        for (int m = 0; m < 16; ++m) acc[m] = accumulate ? C[m * ldc + n] : 0.0f;
+        for (int k = 0; k < kK; ++k) {
+            const float b = kTransposeB ? B[n * ldb + k] : B[k * ldb + n];
+#pragma unroll
+            for (int m = 0; m < 16; ++m) acc[m] = fmaf(kTransposeA ? A[k * lda + m] : A[m * lda + k], b, acc[m]);
+        }
+#pragma unroll
+        for (int m = 0; m < 16; ++m) C[m * ldc + n] = acc[m];
+    }
+}
+
+template <int kN, int kK, bool kTransposeA, bool kTransposeB, class E>
+__device__ void wmma_product(const E* A, int lda, const E* B, int ldb, float* C, int ldc, bool accumulate) {
+    namespace wmma = nvcuda::wmma;
+    using LayoutA = std::conditional_t<kTransposeA, wmma::col_major, wmma::row_major>;
+    using LayoutB = std::conditional_t<kTransposeB, wmma::col_major, wmma::row_major>;
+    static_assert(kN % 16 == 0 && kK % 16 == 0, "whole 16x16x16 fragments");
+#pragma unroll 1
+    for (int n0 = 0; n0 < kN; n0 += 16) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+        if (accumulate) wmma::load_matrix_sync(c, C + n0, static_cast<unsigned>(ldc), wmma::mem_row_major);
+        else wmma::fill_fragment(c, 0.0f);
+#pragma unroll
+        for (int k0 = 0; k0 < kK; k0 += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, E, LayoutA> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, E, LayoutB> b;
+            wmma::load_matrix_sync(a, kTransposeA ? A + k0 * lda : A + k0, static_cast<unsigned>(lda));
+            wmma::load_matrix_sync(b, kTransposeB ? B + n0 * ldb + k0 : B + k0 * ldb + n0, static_cast<unsigned>(ldb));
+            wmma::mma_sync(c, a, b, c);
+        }
+        wmma::store_matrix_sync(C + n0, c, static_cast<unsigned>(ldc), wmma::mem_row_major);
+    }
+}
+
+template <int kN, int kK, bool kTransposeA, bool kTransposeB, class E>
+__device__ void warp_product(const E* A, int lda, const E* B, int ldb, float* C, int ldc, bool accumulate) {
+    if constexpr (ElementTraits<E>::kTensorCores) wmma_product<kN, kK, kTransposeA, kTransposeB>(A, lda, B, ldb, C, ldc, accumulate);
+    else simt_product<kN, kK, kTransposeA, kTransposeB>(A, lda, B, ldb, C, ldc, accumulate);
+}
+
+// ------------------------------------------------------------------------------------------
+// Forward
+// ------------------------------------------------------------------------------------------
+
+// Block: query rows [row0, row0 + kBlock) of head h of sequence b (the last row blocks, which
+// see the most keys under causal masking, first). Two lanes share a row: lane / 2 is the row
+// within the warp's 16, lane % 2 takes every other column.
+template <class E, int kHeadDim>
+__global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
+    forward_kernel(ForwardParams<E> a, int row_blocks) {
+    using T = Tiles<E, kHeadDim, Pass::forward>;
+    extern __shared__ __align__(128) unsigned char shared[];
+    SharedCursor cursor(shared);
+    E* q_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    E* k_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    E* v_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    float* scores = cursor.take<float>(T::kBlock * T::kLdScores);
+    E* probabilities = cursor.take<E>(T::kBlock * T::kLdProbabilities);
+    float* acc = cursor.take<float>(T::kBlock * T::kLdAccumulators);
+
+    const Problem& p = a.p;
+    const int row_block = row_blocks - 1 - static_cast<int>(blockIdx.x % row_blocks);
+    const int64_t bh = blockIdx.x / row_blocks;
+    const int64_t h = bh % p.H, b = bh / p.H;
+    const int64_t kv = h / (p.H / p.Hkv);
+    const int row0 = row_block * T::kBlock;
+    const int L = p.length(b);
+    const int last_row = min(row0 + T::kBlock, p.Tq) - 1;
+    const int key_end = p.visible(last_row, L);
+
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int my_row = warp * 16 + lane / 2, half = lane % 2;
+    const int i = row0 + my_row;
+    const int row_visible = i < p.Tq ? p.visible(i, L) : 0;
+
+    load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    zero_accumulators<T>(acc);
+    __syncthreads();
+
+    float* score_row = scores + my_row * T::kLdScores;
+    E* probability_row = probabilities + my_row * T::kLdProbabilities;
+    float* acc_row = acc + my_row * T::kLdAccumulators;
+    float max = kMinusInfinity, sum = 0.0f;  // of the row: running max of s, sum of exp(s - max)
+    for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
+        __syncthreads();  // every warp is done with the previous k and v
+        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+        __syncthreads();
+        warp_product<T::kBlock, kHeadDim, false, true>(q_tile + warp * 16 * T::kLdElements, T::kLdElements, k_tile,
+                                                       T::kLdElements, scores + warp * 16 * T::kLdScores, T::kLdScores, false);
+        __syncwarp();
+        float block_max = kMinusInfinity;
+        for (int c = half; c < T::kBlock; c += 2) {
+            const float s = key0 + c < row_visible ? score_row[c] * p.scale : kMinusInfinity;
+            score_row[c] = s;
+            block_max = fmaxf(block_max, s);
+        }
+        block_max = fmaxf(block_max, __shfl_xor_sync(kFullMask, block_max, 1));
+        const float new_max = fmaxf(max, block_max);
+        // Rescales the old terms (0 at the first visible key); nothing to rescale while the row
+        // has seen no key.
+        const float alpha = new_max == kMinusInfinity ? 1.0f : expf(max - new_max);
+        float block_sum = 0.0f;
+        for (int c = half; c < T::kBlock; c += 2) {
+            const float s = score_row[c];
+            const float probability = s == kMinusInfinity ? 0.0f : expf(s - new_max);
+            probability_row[c] = from_float<E>(probability);
+            block_sum += probability;
+        }
+        block_sum += __shfl_xor_sync(kFullMask, block_sum, 1);
+        sum = fmaf(sum, alpha, block_sum);
+        max = new_max;
+        for (int d = half; d < kHeadDim; d += 2) acc_row[d] *= alpha;
+        __syncwarp();
+        warp_product<kHeadDim, T::kBlock, false, false>(probabilities + warp * 16 * T::kLdProbabilities, T::kLdProbabilities,
+                                                        v_tile, T::kLdElements, acc + warp * 16 * T::kLdAccumulators,
+                                                        T::kLdAccumulators, true);
+    }
+    __syncwarp();
+    if (i >= p.Tq) return;
+    E* out = a.out.row(b, i, h);
+    for (int d = half; d < p.D; d += 2) out[d] = from_float<E>(sum > 0.0f ? acc_row[d] / sum : 0.0f);
+    if (a.lse && half == 0) a.lse[(b * p.H + h) * p.Tq + i] = sum > 0.0f ? max + logf(sum) : kMinusInfinity;
+}
+
+// ------------------------------------------------------------------------------------------
+// Decode: few queries against many keys
+// ------------------------------------------------------------------------------------------
+
+// One block per (row, split): row n of [B, H, Tq] order, keys [split * keys_per_split, ...) of
+// those the row sees. Warp w takes keys w, w + kDecodeWarps, ...; lane l holds columns
+// l + 32 t of the query and of its accumulator. Writes the split's max, sum and unnormalized
+// accumulator (relative to its max) to partial_*.
+template <class E, int kHeadDim>
+__global__ void __launch_bounds__(kDecodeWarps* kWarpSize)
+    decode_split_kernel(ForwardParams<E> a, int splits, int keys_per_split, float* partial_max, float* partial_sum,
+                        float* partial_acc) {
+    constexpr int kColumns = kHeadDim / kWarpSize;
+    __shared__ float warp_max[kDecodeWarps], warp_sum[kDecodeWarps];
+    __shared__ float warp_acc[kDecodeWarps][kHeadDim];
+    const Problem& p = a.p;
+    const int split = static_cast<int>(blockIdx.x % splits);
+    const int64_t n = blockIdx.x / splits;
+    const int i = static_cast<int>(n % p.Tq);
+    const int64_t h = n / p.Tq % p.H, b = n / p.Tq / p.H;
+    const int64_t kv = h / (p.H / p.Hkv);
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int visible = p.visible(i, p.length(b));
+    const int key_begin = split * keys_per_split;
+    const int key_end = min(key_begin + keys_per_split, visible);
+
+    const E* q = a.q.row(b, i, h);
+    float q_reg[kColumns], acc[kColumns];
+#pragma unroll
+    for (int t = 0; t < kColumns; ++t) {
+        const int d = lane + t * kWarpSize;
+        q_reg[t] = d < p.D ? to_float(q[d]) : 0.0f;
+        acc[t] = 0.0f;
+    }
+    float max = kMinusInfinity, sum = 0.0f;
+    for (int j = key_begin + warp; j < key_end; j += kDecodeWarps) {
+        const E* k = a.k.row(b, j, kv);
+        const E* v = a.v.row(b, j, kv);
+        float dot = 0.0f;
+#pragma unroll
+        for (int t = 0; t < kColumns; ++t) {
+            const int d = lane + t * kWarpSize;
+            if (d < p.D) dot = fmaf(q_reg[t], to_float(k[d]), dot);
+        }
+        const float s = warp_reduce(dot, SumOp{}) * p.scale;
+        const float new_max = fmaxf(max, s);
+        const float alpha = expf(max - new_max);
+        const float probability = expf(s - new_max);
+        sum = fmaf(sum, alpha, probability);
+#pragma unroll
+        for (int t = 0; t < kColumns; ++t) {
+            const int d = lane + t * kWarpSize;
+            const float value = d < p.D ? to_float(v[d]) : 0.0f;
+            acc[t] = fmaf(probability, value, acc[t] * alpha);
+        }
+        max = new_max;
+    }
+    if (lane == 0) {
+        warp_max[warp] = max;
+        warp_sum[warp] = sum;
+    }
+#pragma unroll
+    for (int t = 0; t < kColumns; ++t) warp_acc[warp][lane + t * kWarpSize] = acc[t];
+    __syncthreads();
+
+    float block_max = kMinusInfinity;
+    for (int w = 0; w < kDecodeWarps; ++w) block_max = fmaxf(block_max, warp_max[w]);
+    const int64_t slot = n * splits + split;
+    for (int d = static_cast<int>(threadIdx.x); d < p.D; d += kDecodeWarps * kWarpSize) {
+        float total = 0.0f;
+        for (int w = 0; w < kDecodeWarps; ++w) {
+            const float weight = warp_max[w] == kMinusInfinity ? 0.0f : expf(warp_max[w] - block_max);
+            total = fmaf(warp_acc[w][d], weight, total);
+        }
+        partial_acc[slot * p.D + d] = total;
+    }
+    if (threadIdx.x == 0) {
+        float total = 0.0f;
+        for (int w = 0; w < kDecodeWarps; ++w) {
+            const float weight = warp_max[w] == kMinusInfinity ? 0.0f : expf(warp_max[w] - block_max);
+            total = fmaf(warp_sum[w], weight, total);
+        }
+        partial_max[slot] = block_max;
+        partial_sum[slot] = total;
+    }
+}
+
+// One block per row: the splits combined in split order.
+template <class E>
+__global__ void decode_combine_kernel(ForwardParams<E> a, int splits, const float* partial_max, const float* partial_sum,
+                                      const float* partial_acc) {
+    const Problem& p = a.p;
+    const int64_t n = blockIdx.x;
+    const int i = static_cast<int>(n % p.Tq);
+    const int64_t h = n / p.Tq % p.H, b = n / p.Tq / p.H;
+    const float* maxima = partial_max + n * splits;
+    const float* sums = partial_sum + n * splits;
+    float max = kMinusInfinity;
+    for (int s = 0; s < splits; ++s) max = fmaxf(max, maxima[s]);
+    float sum = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+        if (maxima[s] != kMinusInfinity) sum = fmaf(sums[s], expf(maxima[s] - max), sum);
+    }
+    E* out = a.out.row(b, i, h);
+    for (int d = static_cast<int>(threadIdx.x); d < p.D; d += static_cast<int>(blockDim.x)) {
+        float total = 0.0f;
+        for (int s = 0; s < splits; ++s) {
+            if (maxima[s] != kMinusInfinity) total = fmaf(partial_acc[(n * splits + s) * p.D + d], expf(maxima[s] - max), total);
+        }
+        out[d] = from_float<E>(sum > 0.0f ? total / sum : 0.0f);
+    }
+    if (a.lse && threadIdx.x == 0) a.lse[n] = sum > 0.0f ? max + logf(sum) : kMinusInfinity;
+}
+
+// ------------------------------------------------------------------------------------------
+// Backward
+// ------------------------------------------------------------------------------------------
+
+// One warp per row of [B, H, Tq] order.
+template <class E>
+__global__ void delta_kernel(BackwardParams<E> a, int64_t rows) {
+    const Problem& p = a.p;
+    const int64_t n = blockIdx.x * (blockDim.x / kWarpSize) + threadIdx.x / kWarpSize;
+    if (n >= rows) return;
+    const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int64_t i = n % p.Tq, h = n / p.Tq % p.H, b = n / p.Tq / p.H;
+    const E* dout = a.dout.row(b, i, h);
+    const E* out = a.out.row(b, i, h);
+    float sum = 0.0f;
+    for (int d = lane; d < p.D; d += kWarpSize) sum = fmaf(to_float(dout[d]), to_float(out[d]), sum);
+    sum = warp_reduce(sum, SumOp{});
+    if (lane == 0) a.delta[n] = sum;
+}
+
+// Fills s (q k^T), dp (dout v^T) for the warp's 16 rows, then p = exp(scale s - lse) and
+// ds = scale p (dp - delta) of the lane's row, 0 where the row does not see the key (also
+// where dout is not finite there: the select never multiplies).
+template <class T, class E>
+__device__ void warp_probabilities(const E* q_tile, const E* dout_tile, const E* k_tile, const E* v_tile, float* scores,
+                                   float* dscores, E* probabilities, E* dprobabilities, int key0, int row_visible,
+                                   float row_lse, float row_delta, float scale) {
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int my_row = warp * 16 + lane / 2, half = lane % 2;
+    warp_product<T::kBlock, T::kHeadDim, false, true>(q_tile + warp * 16 * T::kLdElements, T::kLdElements, k_tile,
+                                                      T::kLdElements, scores + warp * 16 * T::kLdScores, T::kLdScores, false);
+    warp_product<T::kBlock, T::kHeadDim, false, true>(dout_tile + warp * 16 * T::kLdElements, T::kLdElements, v_tile,
+                                                      T::kLdElements, dscores + warp * 16 * T::kLdScores, T::kLdScores, false);
+    __syncwarp();
+    const float* score_row = scores + my_row * T::kLdScores;
+    const float* dscore_row = dscores + my_row * T::kLdScores;
+    for (int c = half; c < T::kBlock; c += 2) {
+        const bool seen = key0 + c < row_visible;
+        const float probability = seen ? expf(score_row[c] * scale - row_lse) : 0.0f;
+        const float ds = seen ? probability * (dscore_row[c] - row_delta) * scale : 0.0f;
+        if (probabilities) probabilities[my_row * T::kLdProbabilities + c] = from_float<E>(probability);
+        dprobabilities[my_row * T::kLdProbabilities + c] = from_float<E>(ds);
+    }
+}
+
+// Block: keys [key0, key0 + kBlock) of key/value head kv of sequence b; dk and dv of those
+// keys from every row that sees them: the group's heads in order, each one's query blocks in
+// order. Keys past the sequence's length get 0.
+template <class E, int kHeadDim>
+__global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThreads)
+    backward_keys_kernel(BackwardParams<E> a, int key_blocks) {
+    using T = Tiles<E, kHeadDim, Pass::backward_keys>;
+    extern __shared__ __align__(128) unsigned char shared[];
+    SharedCursor cursor(shared);
+    E* q_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    E* dout_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    E* k_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    E* v_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    float* scores = cursor.take<float>(T::kBlock * T::kLdScores);
+    float* dscores = cursor.take<float>(T::kBlock * T::kLdScores);
+    E* probabilities = cursor.take<E>(T::kBlock * T::kLdProbabilities);
+    E* dprobabilities = cursor.take<E>(T::kBlock * T::kLdProbabilities);
+    float* dk_acc = cursor.take<float>(T::kBlock * T::kLdAccumulators);
+    float* dv_acc = cursor.take<float>(T::kBlock * T::kLdAccumulators);
+    float* lse_rows = cursor.take<float>(T::kBlock);
+    float* delta_rows = cursor.take<float>(T::kBlock);
+
+    const Problem& p = a.p;
+    const int key0 = static_cast<int>(blockIdx.x % key_blocks) * T::kBlock;
+    const int64_t bkv = blockIdx.x / key_blocks;
+    const int64_t kv = bkv % p.Hkv, b = bkv / p.Hkv;
+    const int group = p.H / p.Hkv;
+    const int L = p.length(b);
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int my_row = warp * 16 + lane / 2;
+
+    load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+    load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+    zero_accumulators<T>(dk_acc);
+    zero_accumulators<T>(dv_acc);
+    // Query i sees key j when j <= i + L - Tq: rows before key0 - L + Tq see none of these keys.
+    const int first_row = key0 >= L ? p.Tq : (p.causal ? max(0, key0 - L + p.Tq) : 0);
+    for (int g = 0; g < group; ++g) {
+        const int64_t h = kv * group + g;
+        for (int row0 = first_row / T::kBlock * T::kBlock; row0 < p.Tq; row0 += T::kBlock) {
+            __syncthreads();  // every warp is done with the previous rows
+            const auto seeing = [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, L) > 0; };
+            load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+            load_tile<T>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads, seeing);
+            for (int r = static_cast<int>(threadIdx.x); r < T::kBlock; r += T::kThreads) {
+                const int64_t n = (b * p.H + h) * p.Tq + row0 + r;
+                lse_rows[r] = seeing(r) ? a.lse[n] : 0.0f;
+                delta_rows[r] = seeing(r) ? a.delta[n] : 0.0f;
+            }
+            __syncthreads();
+            const int i = row0 + my_row;
+            const int row_visible = i < p.Tq ? p.visible(i, L) : 0;
+            warp_probabilities<T>(q_tile, dout_tile, k_tile, v_tile, scores, dscores, probabilities, dprobabilities, key0,
+                                  row_visible, lse_rows[my_row], delta_rows[my_row], p.scale);
+            __syncthreads();  // dk and dv of a key read p and ds of every row
+            warp_product<kHeadDim, T::kBlock, true, false>(probabilities + warp * 16, T::kLdProbabilities, dout_tile,
+                                                           T::kLdElements, dv_acc + warp * 16 * T::kLdAccumulators,
+                                                           T::kLdAccumulators, true);
+            warp_product<kHeadDim, T::kBlock, true, false>(dprobabilities + warp * 16, T::kLdProbabilities, q_tile,
+                                                           T::kLdElements, dk_acc + warp * 16 * T::kLdAccumulators,
+                                                           T::kLdAccumulators, true);
+        }
+    }
+    __syncthreads();
+    for (int index = static_cast<int>(threadIdx.x); index < T::kBlock * kHeadDim; index += T::kThreads) {
+        const int r = index / kHeadDim, d = index % kHeadDim;
+        if (key0 + r >= p.Tk || d >= p.D) continue;
+        a.dk.row(b, key0 + r, kv)[d] = from_float<E>(dk_acc[r * T::kLdAccumulators + d]);
+        a.dv.row(b, key0 + r, kv)[d] = from_float<E>(dv_acc[r * T::kLdAccumulators + d]);
+    }
+}
+
+// Block: query rows [row0, row0 + kBlock) of head h of sequence b (the last first); dq of those
+// rows from the key blocks they see, in order.
+template <class E, int kHeadDim>
+__global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThreads)
+    backward_rows_kernel(BackwardParams<E> a, int row_blocks) {
+    using T = Tiles<E, kHeadDim, Pass::backward_rows>;
+    extern __shared__ __align__(128) unsigned char shared[];
+    SharedCursor cursor(shared);
+    E* q_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    E* dout_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    E* k_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    E* v_tile = cursor.take<E>(T::kBlock * T::kLdElements);
+    float* scores = cursor.take<float>(T::kBlock * T::kLdScores);
+    float* dscores = cursor.take<float>(T::kBlock * T::kLdScores);
+    E* dprobabilities = cursor.take<E>(T::kBlock * T::kLdProbabilities);
+    float* dq_acc = cursor.take<float>(T::kBlock * T::kLdAccumulators);
+
+    const Problem& p = a.p;
+    const int row_block = row_blocks - 1 - static_cast<int>(blockIdx.x % row_blocks);
+    const int64_t bh = blockIdx.x / row_blocks;
+    const int64_t h = bh % p.H, b = bh / p.H;
+    const int64_t kv = h / (p.H / p.Hkv);
+    const int row0 = row_block * T::kBlock;
+    const int L = p.length(b);
+    const int key_end = p.visible(min(row0 + T::kBlock, p.Tq) - 1, L);
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int my_row = warp * 16 + lane / 2, half = lane % 2;
+    const int i = row0 + my_row;
+    const int row_visible = i < p.Tq ? p.visible(i, L) : 0;
+    const int64_t n = (b * p.H + h) * p.Tq + i;
+    const float row_lse = row_visible > 0 ? a.lse[n] : 0.0f;
+    const float row_delta = row_visible > 0 ? a.delta[n] : 0.0f;
+
+    load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    load_tile<T>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads,
+                 [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, L) > 0; });
+    zero_accumulators<T>(dq_acc);
+    for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
+        __syncthreads();  // the tiles above are loaded; every warp is done with the previous k and v
+        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+        __syncthreads();
+        warp_probabilities<T, E>(q_tile, dout_tile, k_tile, v_tile, scores, dscores, nullptr, dprobabilities, key0, row_visible,
+                                 row_lse, row_delta, p.scale);
+        __syncwarp();
+        warp_product<kHeadDim, T::kBlock, false, false>(dprobabilities + warp * 16 * T::kLdProbabilities, T::kLdProbabilities,
+                                                        k_tile, T::kLdElements, dq_acc + warp * 16 * T::kLdAccumulators,
+                                                        T::kLdAccumulators, true);
+    }
+    __syncthreads();
+    if (i >= p.Tq) return;
+    E* dq = a.dq.row(b, i, h);
+    const float* dq_row = dq_acc + my_row * T::kLdAccumulators;
+    for (int d = half; d < p.D; d += 2) dq[d] = from_float<E>(dq_row[d]);
+}
+
+// ------------------------------------------------------------------------------------------
+// Launchers
+// ------------------------------------------------------------------------------------------
+
+template <class E, class F>
+Heads<E> heads_of(const cpu::HeadTensor<F>& t) {
+    // For 16-bit elements the float pointer holds the element's address (Device::attention_*).
+    using Bytes = std::conditional_t<std::is_const_v<F>, const void*, void*>;
+    return {static_cast<E*>(static_cast<Bytes>(t.data)), t.batch_stride, t.token_stride, t.head_stride};
+}
+
+Problem problem_of(const cpu::AttentionInputs& in, const DeviceKeyLengths& key_lengths) {
+    Problem p{};
+    p.B = static_cast<int32_t>(in.B);
+    p.Tq = static_cast<int32_t>(in.Tq);
+    p.Tk = static_cast<int32_t>(in.Tk);
+    p.H = static_cast<int32_t>(in.H);
+    p.Hkv = static_cast<int32_t>(in.Hkv);
+    p.D = static_cast<int32_t>(in.D);
+    p.scale = in.scale;
+    p.causal = in.causal;
+    p.key_lengths = key_lengths.data;
+    p.key_lengths_stride = key_lengths.stride;
+    return p;
+}
+
+void expect_grid(int64_t blocks, const char* what) {
+    if (blocks > INT_MAX) {
+        fail(NE_STATUS_UNSUPPORTED, "attention on CUDA: ", blocks, " blocks of ", what, " exceed the grid (", INT_MAX,
+             "); split the batch");
+    }
+}
+
+template <class T>
+bool aligned16(const Heads<T>& t) {
+    constexpr int64_t kElements = 16 / static_cast<int64_t>(sizeof(T));
+    return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.batch_stride % kElements == 0 &&
+           t.token_stride % kElements == 0 && t.head_stride % kElements == 0;
+}
+
+void expect_sizes(const cpu::AttentionInputs& in) {
+    // The kernels index heads and sequences in 32 bits (tokens are within 31 bits already).
+    if (in.B > INT_MAX || in.H > INT_MAX) {
+        fail(NE_STATUS_UNSUPPORTED, "attention on CUDA: B = ", in.B, " and H = ", in.H, "; expected at most ", INT_MAX);
+    }
+}
+
+// Sets the kernel's dynamic shared memory limit (needed above 48 KiB) and launches it.
+template <class Params>
+void launch(const Queue& queue, void (*kernel)(Params, int), int threads, int64_t shared_bytes, int64_t blocks, const Params& params,
+            int count, const char* name) {
+    expect_grid(blocks, name);
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)),
+          "cudaFuncSetAttribute (attention shared memory)");
+    kernel<<<static_cast<unsigned>(blocks), static_cast<unsigned>(threads), static_cast<size_t>(shared_bytes), queue.stream>>>(
+        params, count);
+    check_launch(name);
+}
+
+template <class E, int kHeadDim>
+void forward_tiled(const Queue& queue, const ForwardParams<E>& params) {
+    using T = Tiles<E, kHeadDim, Pass::forward>;
+    const int64_t row_blocks = ceil_div(params.p.Tq, T::kBlock);
+    launch(queue, forward_kernel<E, kHeadDim>, T::kThreads, T::kSharedBytes, row_blocks * params.p.H * params.p.B, params,
+           static_cast<int>(row_blocks), "attention forward kernel");
+}
+
+template <class E, int kHeadDim>
+void forward_decode(const Queue& queue, const ForwardParams<E>& params) {
+    const Problem& p = params.p;
+    const int64_t rows = int64_t{p.B} * p.H * p.Tq;
+    // Enough splits to give the device about four blocks per SM, each split at least
+    // kDecodeMinKeysPerSplit keys.
+    const int64_t max_splits = ceil_div(p.Tk, kDecodeMinKeysPerSplit);
+    const int64_t wanted = ceil_div(int64_t{queue.sm_count} * 4, rows);
+    const int64_t splits = wanted < 1 ? 1 : (wanted < max_splits ? wanted : max_splits);
+    const int64_t keys_per_split = ceil_div(p.Tk, splits);
+    expect_grid(rows * splits, "the decode split kernel");
+    const Scratch maxima(queue, rows * splits * static_cast<int64_t>(sizeof(float)));
+    const Scratch sums(queue, rows * splits * static_cast<int64_t>(sizeof(float)));
+    const Scratch accumulators(queue, rows * splits * p.D * static_cast<int64_t>(sizeof(float)));
+    decode_split_kernel<E, kHeadDim><<<static_cast<unsigned>(rows * splits), kDecodeWarps * kWarpSize, 0, queue.stream>>>(
+        params, static_cast<int>(splits), static_cast<int>(keys_per_split), maxima.as<float>(), sums.as<float>(),
+        accumulators.as<float>());
+    check_launch("attention decode split kernel");
+    decode_combine_kernel<E><<<static_cast<unsigned>(rows), kHeadDim < 128 ? 64 : 128, 0, queue.stream>>>(
+        params, static_cast<int>(splits), maxima.as<float>(), sums.as<float>(), accumulators.as<float>());
+    check_launch("attention decode combine kernel");
+}
+
+template <class E, int kHeadDim>
+void forward_with(const Queue& queue, const ForwardParams<E>& params) {
+    if (params.p.Tq <= kDecodeMaxQueries) forward_decode<E, kHeadDim>(queue, params);
+    else forward_tiled<E, kHeadDim>(queue, params);
+}
+
+template <class E, int kHeadDim>
+void backward_with(const Queue& queue, const BackwardParams<E>& params) {
+    using Keys = Tiles<E, kHeadDim, Pass::backward_keys>;
+    using Rows = Tiles<E, kHeadDim, Pass::backward_rows>;
+    const Problem& p = params.p;
+    const int64_t key_blocks = ceil_div(p.Tk, Keys::kBlock);
+    const int64_t row_blocks = ceil_div(p.Tq, Rows::kBlock);
+    launch(queue, backward_keys_kernel<E, kHeadDim>, Keys::kThreads, Keys::kSharedBytes, key_blocks * p.Hkv * p.B, params,
+           static_cast<int>(key_blocks), "attention backward kernel (dk, dv)");
+    launch(queue, backward_rows_kernel<E, kHeadDim>, Rows::kThreads, Rows::kSharedBytes, row_blocks * p.H * p.B, params,
+           static_cast<int>(row_blocks), "attention backward kernel (dq)");
+}
+
+// The head dimension tile: 64, 128 or 256.
+template <class Body>
+void with_head_dim(int64_t D, Body&& body) {
+    if (D <= 64) body(std::integral_constant<int, 64>{});
+    else if (D <= 128) body(std::integral_constant<int, 128>{});
+    else body(std::integral_constant<int, 256>{});
+}
+
+template <class E>
+void forward_for(const Queue& queue, const cpu::AttentionForwardArgs& args, const DeviceKeyLengths& key_lengths) {
+    expect_sizes(args.in);
+    ForwardParams<E> params{};
+    params.p = problem_of(args.in, key_lengths);
+    params.q = heads_of<const E>(args.in.q);
+    params.k = heads_of<const E>(args.in.k);
+    params.v = heads_of<const E>(args.in.v);
+    params.out = heads_of<E>(args.out);
+    params.lse = args.lse;
+    params.p.vector_loads = args.in.D % 8 == 0 && aligned16(params.q) && aligned16(params.k) && aligned16(params.v);
+    with_head_dim(args.in.D, [&](auto head_dim) { forward_with<E, decltype(head_dim)::value>(queue, params); });
+}
+
+template <class E>
+void backward_for(const Queue& queue, const cpu::AttentionBackwardArgs& args, const DeviceKeyLengths& key_lengths) {
+    expect_sizes(args.in);
+    const int64_t rows = args.in.B * args.in.H * args.in.Tq;
+    const Scratch delta(queue, rows * static_cast<int64_t>(sizeof(float)));
+    BackwardParams<E> params{};
+    params.p = problem_of(args.in, key_lengths);
+    params.q = heads_of<const E>(args.in.q);
+    params.k = heads_of<const E>(args.in.k);
+    params.v = heads_of<const E>(args.in.v);
+    params.out = heads_of<const E>(args.out);
+    params.dout = heads_of<const E>(args.dout);
+    params.dq = heads_of<E>(args.dq);
+    params.dk = heads_of<E>(args.dk);
+    params.dv = heads_of<E>(args.dv);
+    params.lse = args.lse;
+    params.delta = delta.as<float>();
+    params.p.vector_loads = args.in.D % 8 == 0 && aligned16(params.q) && aligned16(params.k) && aligned16(params.v) &&
+                            aligned16(params.dout);
+    constexpr int kDeltaRowsPerBlock = 8;
+    expect_grid(ceil_div(rows, kDeltaRowsPerBlock), "the delta kernel");
+    delta_kernel<E><<<static_cast<unsigned>(ceil_div(rows, kDeltaRowsPerBlock)), kDeltaRowsPerBlock * kWarpSize, 0,
+                      queue.stream>>>(params, rows);
+    check_launch("attention delta kernel");
+    with_head_dim(args.in.D, [&](auto head_dim) { backward_with<E, decltype(head_dim)::value>(queue, params); });
+}
+
+}  // namespace
+
+void launch_attention_forward(const Queue& queue, const cpu::AttentionForwardArgs& args, ne_dtype dtype,
+                              const DeviceKeyLengths& key_lengths) {
+    switch (dtype) {
+        case NE_DTYPE_BF16: forward_for<__nv_bfloat16>(queue, args, key_lengths); return;
+        case NE_DTYPE_F16: forward_for<__half>(queue, args, key_lengths); return;
+        default: forward_for<float>(queue, args, key_lengths); return;
+    }
+}
+
+void launch_attention_backward(const Queue& queue, const cpu::AttentionBackwardArgs& args, ne_dtype dtype,
+                               const DeviceKeyLengths& key_lengths) {
+    switch (dtype) {
+        case NE_DTYPE_BF16: backward_for<__nv_bfloat16>(queue, args, key_lengths); return;
+        case NE_DTYPE_F16: backward_for<__half>(queue, args, key_lengths); return;
+        default: backward_for<float>(queue, args, key_lengths); return;
+    }
+}
+
+}  // namespace ne::cuda

@@ -453,8 +453,9 @@ void run_backward(ne_context& context, AttentionBackwardArgs args) {
     context.pool->parallel_for(rows, std::max<int64_t>(1, kMinDeltaElementsPerThread / in.D),
                                [&](int64_t begin, int64_t end) { kernels.backward_delta(args, begin, end); });
     // The fused pass does 5 of the 7 block products of the two passes, but its tasks are whole
-    // heads: it wins unless too few heads leave threads idle. Both give the same bits, so the
-    // choice may depend on the thread count.
+    // heads: it wins unless too few heads leave threads idle. Both give the same bits (with
+    // finite keys: the fused pass also multiplies the masked keys of a block by a zero dS), so
+    // the choice may depend on the thread count.
     const int64_t pool_threads = context.pool->size();
     if (kFusedCost * ceil_div(kv_heads, pool_threads) * pool_threads <= kTwoPassCost * kv_heads) {
         run_tasks(context, workspaces, task_threads(context, kv_heads), kv_heads, [&](int64_t t, void* workspace) {

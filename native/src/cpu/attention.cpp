@@ -371,6 +371,11 @@ constexpr int64_t kMinDeltaElementsPerThread = int64_t{1} << 15;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Block products per (row block, key block) tile of the backward: S, dP, dV, dK and dQ fused;
+// S, dP, dV, dK then S, dP, dQ in two passes.
+constexpr int64_t kFusedCost = 5;
+constexpr int64_t kTwoPassCost = 7;
+
 const AttentionKernels& kernels_for(ne_simd_level level) {
     return level == NE_SIMD_LEVEL_AVX512 ? avx512::attention_kernels : avx2::attention_kernels;
 }
@@ -447,6 +452,17 @@ void run_backward(ne_context& context, AttentionBackwardArgs args) {
 
     context.pool->parallel_for(rows, std::max<int64_t>(1, kMinDeltaElementsPerThread / in.D),
                                [&](int64_t begin, int64_t end) { kernels.backward_delta(args, begin, end); });
+    // The fused pass does 5 of the 7 block products of the two passes, but its tasks are whole
+    // heads: it wins unless too few heads leave threads idle. Both give the same bits (with
+    // finite keys: the fused pass also multiplies the masked keys of a block by a zero dS), so
+    // the choice may depend on the thread count.
+    const int64_t pool_threads = context.pool->size();
+    if (kFusedCost * ceil_div(kv_heads, pool_threads) * pool_threads <= kTwoPassCost * kv_heads) {
+        run_tasks(context, workspaces, task_threads(context, kv_heads), kv_heads, [&](int64_t t, void* workspace) {
+            kernels.backward_head(args, t / in.Hkv, t % in.Hkv, workspace);
+        });
+        return;
+    }
     // Pass 1: dk and dv per key block. Under causal masking the first key blocks are seen by
     // the most queries: they start first.
     run_tasks(context, workspaces, task_threads(context, key_blocks * kv_heads), key_blocks * kv_heads,

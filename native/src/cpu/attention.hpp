@@ -97,6 +97,10 @@ struct AttentionKernels {
     // Pass 2, rows [row_begin, row_begin + kRowBlock) of (b, kv_head): dq of those rows.
     void (*backward_rows)(const AttentionBackwardArgs& args, int64_t b, int64_t kv_head, int64_t row_begin,
                           void* workspace);
+    // Both passes fused, for all of (b, kv_head): dk and dv key block by key block, each block's
+    // share of dq added in key order (the same bits as pass 2). Five products per tile instead of
+    // seven, but one task per head.
+    void (*backward_head)(const AttentionBackwardArgs& args, int64_t b, int64_t kv_head, void* workspace);
 };
 
 namespace avx2 {

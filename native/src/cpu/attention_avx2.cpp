@@ -60,6 +60,7 @@ struct Vec {
 
 constinit const AttentionKernels attention_kernels{
     forward_workspace_bytes, backward_workspace_bytes, forward_rows, backward_delta, backward_keys, backward_rows,
+    backward_head,
 };
 
 }  // namespace ne::cpu::avx2

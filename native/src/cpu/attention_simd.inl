@@ -284,6 +284,71 @@ void accumulate_rows(float* acc, int64_t ld, int64_t rows, const float* alpha, c
     with_tile_rows(rows - r, [&]<int kRows>() { accumulate_row_tile<kRows>(acc, ld, r, alpha, coef, coef_ld, src, count); });
 }
 
+// ---- accumulate_into(): dst[r][:] += sum_x coef[r][x] * src[x][:] ------------------------------
+
+// The fused backward's dQ += dS K, straight into the rows of dq (D floats each, not padded: the
+// last vector is masked when kTail), with dS in its [row][key] layout. Per element the same
+// sequence of fused multiply-adds as accumulate_rows(), so the bits match the two-pass order.
+template <int kRows, int kVectors, bool kTail>
+inline void accumulate_into_tile(float* const* dst, int64_t r0, int64_t e, Mask tail, const float* coef, int64_t coef_ld,
+                                 const float* src, int64_t ld, int64_t count) {
+    V sum[kRows][kVectors];
+    for (int r = 0; r < kRows; ++r) {
+        const float* dst_row = dst[r0 + r] + e;
+        for (int v = 0; v < kVectors; ++v) {
+            const bool masked = kTail && v == kVectors - 1;
+            sum[r][v] = masked ? Vec::load(dst_row + v * kWidth, tail) : Vec::load(dst_row + v * kWidth);
+        }
+    }
+    for (int64_t x = 0; x < count; ++x) {
+        const float* src_row = src + x * ld + e;
+        V value[kVectors];
+        for (int v = 0; v < kVectors; ++v) value[v] = Vec::load(src_row + v * kWidth);
+        for (int r = 0; r < kRows; ++r) {
+            const V c = Vec::broadcast(coef[(r0 + r) * coef_ld + x]);
+            for (int v = 0; v < kVectors; ++v) sum[r][v] = Vec::fmadd(c, value[v], sum[r][v]);
+        }
+    }
+    for (int r = 0; r < kRows; ++r) {
+        float* dst_row = dst[r0 + r] + e;
+        for (int v = 0; v < kVectors; ++v) {
+            if (kTail && v == kVectors - 1) Vec::store(dst_row + v * kWidth, sum[r][v], tail);
+            else Vec::store(dst_row + v * kWidth, sum[r][v]);
+        }
+    }
+}
+
+template <int kRows>
+inline void accumulate_into_row_tile(float* const* dst, int64_t r0, int64_t D, const float* coef, int64_t coef_ld,
+                                     const float* src, int64_t ld, int64_t count) {
+    static_assert(kTileVectors == 2, "the remainder below is at most two vectors");
+    const int64_t full_vectors = D / kWidth;
+    const bool has_tail = D % kWidth != 0;
+    const Mask tail = Vec::first_lanes(D % kWidth);
+    int64_t v = 0;
+    for (; v + 2 <= full_vectors; v += 2) {
+        accumulate_into_tile<kRows, 2, false>(dst, r0, v * kWidth, tail, coef, coef_ld, src, ld, count);
+    }
+    const int64_t left = full_vectors - v;  // 0 or 1 full vectors, then maybe the tail
+    if (left == 1 && has_tail) {
+        accumulate_into_tile<kRows, 2, true>(dst, r0, v * kWidth, tail, coef, coef_ld, src, ld, count);
+    } else if (left == 1) {
+        accumulate_into_tile<kRows, 1, false>(dst, r0, v * kWidth, tail, coef, coef_ld, src, ld, count);
+    } else if (has_tail) {
+        accumulate_into_tile<kRows, 1, true>(dst, r0, v * kWidth, tail, coef, coef_ld, src, ld, count);
+    }
+}
+
+// Rows r < rows of dst; coef[r][x] at coef[r * coef_ld + x]; src rows ld floats apart.
+void accumulate_into(float* const* dst, int64_t rows, int64_t D, const float* coef, int64_t coef_ld, const float* src,
+                     int64_t ld, int64_t count) {
+    int64_t r = 0;
+    for (; r + kTileRows <= rows; r += kTileRows) {
+        accumulate_into_row_tile<kTileRows>(dst, r, D, coef, coef_ld, src, ld, count);
+    }
+    with_tile_rows(rows - r, [&]<int kRows>() { accumulate_into_row_tile<kRows>(dst, r, D, coef, coef_ld, src, ld, count); });
+}
+
 // ---- Row helpers ------------------------------------------------------------------------------
 
 // dst[e] = src[e] * factor for e < D; src is padded to whole vectors.
@@ -292,6 +357,17 @@ inline void scale_row(const float* src, float factor, int64_t D, float* dst) {
     int64_t e = 0;
     for (; e + kWidth <= D; e += kWidth) Vec::store(dst + e, Vec::mul(Vec::load(src + e), f));
     if (e < D) Vec::store(dst + e, Vec::mul(Vec::load(src + e), f), Vec::first_lanes(D - e));
+}
+
+// row[e] *= factor for e < D; row is not padded.
+inline void scale_in_place(float* row, float factor, int64_t D) {
+    const V f = Vec::broadcast(factor);
+    int64_t e = 0;
+    for (; e + kWidth <= D; e += kWidth) Vec::store(row + e, Vec::mul(Vec::load(row + e), f));
+    if (e < D) {
+        const Mask tail = Vec::first_lanes(D - e);
+        Vec::store(row + e, Vec::mul(Vec::load(row + e, tail), f), tail);
+    }
 }
 
 inline float dot(const float* a, const float* b, int64_t D) {
@@ -445,6 +521,7 @@ struct BackwardWorkspace {
     float* b_transposed;  // pass 1: V^T; pass 2: dO^T
     float* a_block;       // contiguous rows, D rounded up: pass 1: Q of a row block; pass 2: K of a key block
     float* b_block;       // pass 1: dO of a row block
+    float* k_block;       // fused pass: K of the key block, contiguous rows, for dQ += dS K
     float* probs;         // pass 1: S then P [kRowBlock][kKeyBlock]; pass 2: S^T [kKeyBlock][kRowBlock]
     float* dprobs;        // dP then dS, laid out as probs
     float* acc_a;         // pass 1: dK [kKeyBlock][D rounded up]; pass 2: dQ [kRowBlock][D rounded up]
@@ -466,6 +543,7 @@ BackwardWorkspace backward_workspace(void* base, int64_t D, int64_t* bytes) {
     w.b_transposed = carve.take<float>(D * kBlock);
     w.a_block = carve.take<float>(kBlock * ld);
     w.b_block = carve.take<float>(kRowBlock * ld);
+    w.k_block = carve.take<float>(kKeyBlock * ld);
     w.probs = carve.take<float>(kRowBlock * kKeyBlock);
     w.dprobs = carve.take<float>(kRowBlock * kKeyBlock);
     w.acc_a = carve.take<float>(kBlock * ld);
@@ -513,7 +591,10 @@ inline void locate_backward_rows(const AttentionBackwardArgs& a, const BackwardW
     });
 }
 
-void backward_keys(const AttentionBackwardArgs& a, int64_t b, int64_t kv_head, int64_t key_begin, void* workspace) {
+// dk and dv of the keys [key_begin, key_begin + kKeyBlock) of (b, kv_head); with_dq also adds
+// their dS K into the dq rows of every query that sees them (the fused pass).
+void key_block_gradients(const AttentionBackwardArgs& a, const BackwardWorkspace& w, int64_t b, int64_t kv_head,
+                         int64_t key_begin, bool with_dq) {
     const AttentionInputs& in = a.in;
     const int64_t D = in.D;
     const int64_t group = in.H / in.Hkv;
@@ -521,7 +602,6 @@ void backward_keys(const AttentionBackwardArgs& a, int64_t b, int64_t kv_head, i
     const int64_t keys = min_of(kKeyBlock, in.Tk - key_begin);
     const int64_t length = in.key_lengths[b];
     const int64_t live_keys = max_of(0, min_of(keys, length - key_begin));  // the others are padding: gradient 0
-    const BackwardWorkspace w = backward_workspace(workspace, D, nullptr);
     float* dk_acc = w.acc_a;
     float* dv_acc = w.acc_b;
     fill(dk_acc, live_keys * acc_ld, 0.0f);
@@ -533,6 +613,7 @@ void backward_keys(const AttentionBackwardArgs& a, int64_t b, int64_t kv_head, i
         const StridedRows v_rows{row_of(in.v, b, key_begin, kv_head), in.v.token_stride};
         pack_transposed(k_rows, live_keys, key_vectors * kWidth, D, w.a_transposed, kKeyBlock);
         pack_transposed(v_rows, live_keys, key_vectors * kWidth, D, w.b_transposed, kKeyBlock);
+        if (with_dq) pack_rows(k_rows, live_keys, D, w.k_block, acc_ld);
         // Query i sees key_begin when i + length - Tq >= key_begin (causal), every query otherwise.
         const int64_t first_query = in.causal ? max_of(0, key_begin - (length - in.Tq)) : 0;
         const int64_t row_end = in.Tq * group;
@@ -569,6 +650,8 @@ void backward_keys(const AttentionBackwardArgs& a, int64_t b, int64_t kv_head, i
             // dV += P^T dO and dK += dS^T Q (times scale, below): coefficient (key c, row r) at [r][c].
             accumulate_rows(dv_acc, acc_ld, live_keys, nullptr, w.probs, kKeyBlock, w.b_block, rows);
             accumulate_rows(dk_acc, acc_ld, live_keys, nullptr, w.dprobs, kKeyBlock, w.a_block, rows);
+            // dQ += dS K (times scale, at the end of the head): coefficient (row r, key c) at [r][c].
+            if (with_dq) accumulate_into(w.dq_rows, rows, D, w.dprobs, kKeyBlock, w.k_block, acc_ld, live_keys);
         }
     }
 
@@ -581,6 +664,34 @@ void backward_keys(const AttentionBackwardArgs& a, int64_t b, int64_t kv_head, i
         } else {
             fill(dk, D, 0.0f);
             fill(dv, D, 0.0f);
+        }
+    }
+}
+
+void backward_keys(const AttentionBackwardArgs& a, int64_t b, int64_t kv_head, int64_t key_begin, void* workspace) {
+    key_block_gradients(a, backward_workspace(workspace, a.in.D, nullptr), b, kv_head, key_begin, false);
+}
+
+// The fused pass: the key blocks in order, each adding its share to dq (zeroed first), so that
+// each dq row sums the same terms in the same order as backward_rows() does.
+void backward_head(const AttentionBackwardArgs& a, int64_t b, int64_t kv_head, void* workspace) {
+    const AttentionInputs& in = a.in;
+    const int64_t group = in.H / in.Hkv;
+    const BackwardWorkspace w = backward_workspace(workspace, in.D, nullptr);
+    for (int64_t i = 0; i < in.Tq; ++i) {
+        for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) fill(row_of(a.dq, b, i, h), in.D, 0.0f);
+    }
+    for (int64_t key_begin = 0; key_begin < in.Tk; key_begin += kKeyBlock) {
+        key_block_gradients(a, w, b, kv_head, key_begin, true);
+    }
+    // A row that sees no key gets no gradient, whatever its dout.
+    const int64_t length = in.key_lengths[b];
+    for (int64_t i = 0; i < in.Tq; ++i) {
+        const bool sees_keys = visible_keys(in, length, i) > 0;
+        for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
+            float* dq = row_of(a.dq, b, i, h);
+            if (sees_keys) scale_in_place(dq, in.scale, in.D);
+            else fill(dq, in.D, 0.0f);
         }
     }
 }

@@ -505,7 +505,7 @@ TEST(AttentionDeterminism, SameBitsForEveryThreadCount) {
 
 // Tq = Tk = 4096: a [Tq, Tk] f32 buffer would be 64 MiB. Beyond the tensors themselves, forward
 // and backward may use memory linear in T (delta: 4 bytes per query) plus a fixed workspace per
-// thread (about 100 KiB at D = 64): at most 128 bytes per query here, 1/128 of the scores.
+// thread (about 145 KiB at D = 64): at most 128 bytes per query here, 1/128 of the scores.
 TEST(AttentionMemory, NoBufferOfTqByTk) {
     const Problem p{1, 4096, 4096, 1, 1, 64, true};
     const HostInputs in = make_inputs(p, 61);

@@ -68,7 +68,9 @@ struct AttentionBackwardArgs {
 //                           64 x 128: 61 / 46
 //                          128 x 128: 58 / 45
 // 64 x 64 is the smallest tile on the plateau, which keeps the padding of short sequences and
-// of the last block small.
+// of the last block small. These backward figures predate the fused single-pass backward (one
+// pass per key/value head, 5 products per tile instead of 7), which docs/benchmarks.md measures
+// at 1.3 to 2x the former schedule; the tile choice was not re-swept for it.
 struct AttentionTiles {
     static constexpr int64_t kRowBlock = 64;
     static constexpr int64_t kKeyBlock = 64;

@@ -5,9 +5,9 @@ namespace NativeEngine.Cli.Commands;
 
 /// <summary>The options that choose a context (--backend, --threads, --simd), shared by every
 /// command that runs kernels. Values are checked by the native library (Context.Create), not here.</summary>
-/// <remarks>--backend defaults to cpu, not auto: train, generate and eval need attention and the
-/// softmax losses, which have no CUDA kernels yet, so auto would make the main job fail on a machine
-/// with a GPU. On a machine without one, cpu and auto give the same CPU context from the same library.
+/// <remarks>--backend defaults to cpu, not auto, until the CUDA kernels have run on a GPU
+/// (tests/gpu/run.sh): auto would otherwise send the main job on a machine with a GPU to code that
+/// has only been compiled. On a machine without one, cpu and auto give the same CPU context.
 /// NE_BACKEND, when set, overrides --backend (Context.Create applies it).</remarks>
 internal sealed class ContextOptionsBinder
 {

@@ -115,22 +115,17 @@ internal static class GenerateCommand
         }
         var generator = new Generator(model.Autoregressive);
         Console.Write(prompt);
-        var generated = new List<int>();
-        var result = generator.Generate(ids, options, token =>
-        {
-            generated.Add(token);
-            Console.Write(tokenizer.Decode([token]));
-        });
+        var generated = Generate(generator, ids, options, token => Console.Write(tokenizer.Decode([token])));
         Console.WriteLine();
-        WriteAttentionMap(model, [.. ids, .. result.Tokens], map, layer, head, tokens => tokens.Select(id => tokenizer.Decode([id])).ToArray());
+        WriteAttentionMap(model, [.. ids, .. generated], map, layer, head, tokens => tokens.Select(id => tokenizer.Decode([id])).ToArray());
         return ExitCodes.Success;
     }
 
-    private static int[] Generate(Generator generator, int[] prompt, GenerationOptions options)
+    private static int[] Generate(Generator generator, int[] prompt, GenerationOptions options, Action<int>? onToken = null)
     {
         try
         {
-            return generator.Generate(prompt, options).Tokens;
+            return generator.Generate(prompt, options, onToken).Tokens;
         }
         catch (ArgumentException e)
         {

@@ -1,5 +1,6 @@
 using NativeEngine.Data;
 using NativeEngine.Inference;
+using NativeEngine.Tokenizers;
 
 namespace NativeEngine.Cli.Jobs;
 
@@ -9,6 +10,27 @@ internal sealed record ReversalAnswer(ReversalExample Example, int[] Generated, 
 /// <summary>The evaluations the CLI reports after training and in <c>eval</c>.</summary>
 internal static class Evaluation
 {
+    /// <summary>Rows of a validation batch of a text model.</summary>
+    public const int TextBatchSize = 16;
+
+    /// <summary>Reads and tokenizes a text file; a file that cannot be used is a one-line input error naming
+    /// <paramref name="label"/> (the option or role of the file).</summary>
+    public static TextDataset LoadText(string label, string path, ITokenizer tokenizer, TextDatasetOptions options)
+    {
+        try
+        {
+            return TextDataset.FromFile(path, tokenizer, options);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException)
+        {
+            throw new CliException($"{label} '{path}': {e.Message}", ExitCodes.InputError);
+        }
+    }
+
+    /// <summary>The first <paramref name="count"/> validation batches of a text data set.</summary>
+    public static IReadOnlyList<TokenBatch> TextValidationBatches(TextDataset text, int count) =>
+        Enumerable.Range(0, count).Select(i => text.GetValidationBatch(i, TextBatchSize)).ToList();
+
     /// <summary>Greedy generation (with the key/value cache) after every held-out prompt, scored by exact match
     /// of the reversed symbols and the end token.</summary>
     public static (ExactMatchScore Score, IReadOnlyList<ReversalAnswer> Answers) ReversalExactMatch(

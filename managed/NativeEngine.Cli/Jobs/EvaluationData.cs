@@ -8,8 +8,6 @@ namespace NativeEngine.Cli.Jobs;
 /// windows of the text file it was trained on (or of <c>--data</c>).</summary>
 internal sealed class EvaluationData
 {
-    private const int BatchSize = 16;
-
     private EvaluationData(IReadOnlyList<TokenBatch> batches, string description, ReversalTask? task)
     {
         Batches = batches;
@@ -45,16 +43,8 @@ internal sealed class EvaluationData
         var path = dataFile ?? (checkpoint.Config["data"] as JsonObject)?["path"]?.GetValue<string>()
             ?? throw new CliException("this checkpoint names no data file; pass --data FILE");
         var length = JobConfig.ReadSequenceLength(checkpoint) ?? model.Config.MaxSequenceLength;
-        TextDataset text;
-        try
-        {
-            text = TextDataset.FromFile(path, tokenizer, new TextDatasetOptions { SequenceLength = length });
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException)
-        {
-            throw new CliException($"data '{path}': {e.Message}", ExitCodes.InputError);
-        }
-        var windows = Enumerable.Range(0, batches).Select(i => text.GetValidationBatch(i, BatchSize)).ToList();
-        return new EvaluationData(windows, $"{batches} x {BatchSize} validation windows of {Path.GetFileName(path)} ({tokenizer.Name} tokens)", null);
+        var text = Evaluation.LoadText("data", path, tokenizer, new TextDatasetOptions { SequenceLength = length });
+        var windows = Evaluation.TextValidationBatches(text, batches);
+        return new EvaluationData(windows, $"{batches} x {Evaluation.TextBatchSize} validation windows of {Path.GetFileName(path)} ({tokenizer.Name} tokens)", null);
     }
 }

@@ -54,7 +54,6 @@ internal static class TrainJob
     private const double ReversalLearningRate = 3e-3;
 
     private const int TextDimension = 128;
-    private const int TextBatchSize = 16;
     private const long TextSteps = 300;
     private const double TextLearningRate = 1e-3;
 
@@ -79,7 +78,10 @@ internal static class TrainJob
             using var context = Context.Create(request.Context);
             ITokenizer? tokenizer = isText ? CreateTokenizer(request.Tokenizer) : null;
             var reversal = isText ? null : new ReversalTask(new ReversalTaskOptions { Seed = (long)(request.Seed & long.MaxValue) });
-            var text = isText ? LoadText(request.DataFile!, tokenizer!, request) : null;
+            var text = isText
+                ? Evaluation.LoadText("--data", request.DataFile!, tokenizer!,
+                    new TextDatasetOptions { SequenceLength = request.SequenceLength, Seed = (long)(request.Seed & long.MaxValue) })
+                : null;
             ITrainingData data = isText ? new TextDatasetData(text!) : new ReversalTaskData(reversal!);
             var vocabulary = isText ? tokenizer!.VocabSize : reversal!.VocabSize;
             if (request.Loss == LossKind.Sampled && request.Samples > vocabulary)
@@ -103,7 +105,7 @@ internal static class TrainJob
             var options = new TrainerOptions
             {
                 Steps = steps,
-                BatchSize = request.BatchSize ?? (isText ? TextBatchSize : ReversalBatchSize),
+                BatchSize = request.BatchSize ?? (isText ? Evaluation.TextBatchSize : ReversalBatchSize),
                 LearningRate = request.LearningRate ?? (isText ? TextLearningRate : ReversalLearningRate),
                 Schedule = request.Schedule,
                 WarmupSteps = request.WarmupSteps ?? Math.Max(1, steps / 10),
@@ -264,18 +266,6 @@ internal static class TrainJob
         }
     }
 
-    private static TextDataset LoadText(string path, ITokenizer tokenizer, TrainRequest request)
-    {
-        try
-        {
-            return TextDataset.FromFile(path, tokenizer, new TextDatasetOptions { SequenceLength = request.SequenceLength, Seed = (long)(request.Seed & long.MaxValue) });
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException)
-        {
-            throw new CliException($"--data '{path}': {e.Message}", ExitCodes.InputError);
-        }
-    }
-
     private static TransformerConfig CreateModelConfig(TrainRequest request, int vocabulary, int sequenceLength, bool isText)
     {
         var dimension = request.ModelDimension ?? (isText ? TextDimension : ReversalDimension);
@@ -403,8 +393,7 @@ internal static class TrainJob
 
     private static void ReportText(DecoderOnlyTransformer model, TextDataset text, ITokenizer tokenizer, CancellationToken cancellationToken)
     {
-        var batches = Enumerable.Range(0, 8).Select(i => text.GetValidationBatch(i, TextBatchSize));
-        var loss = Evaluation.MeanLoss(batches, model.EvaluateLoss, cancellationToken);
+        var loss = Evaluation.MeanLoss(Evaluation.TextValidationBatches(text, 8), model.EvaluateLoss, cancellationToken);
         AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
             $"validation loss (full softmax): [bold]{loss:F4}[/] nats/token, perplexity {Math.Exp(loss):F2}"));
         var validation = text.ValidationTokens.Span;

@@ -1,5 +1,5 @@
 // Helpers shared by the suites of the small ops (test_elementwise.cpp, test_reduce.cpp,
-// test_embedding.cpp, test_adamw.cpp): comparisons, tensors with padded rows, scalars.
+// test_embedding.cpp, test_adamw.cpp): tensors with padded rows, scalars.
 #pragma once
 
 #include "test_support.hpp"
@@ -25,37 +25,6 @@ inline std::string shape_name(const std::vector<int64_t>& shape) {
     std::string name = "[";
     for (size_t i = 0; i < shape.size(); ++i) name += (i ? ", " : "") + std::to_string(shape[i]);
     return name + "]";
-}
-
-// |actual - expected| <= tolerance * (1 + |expected|) for every element.
-inline ::testing::AssertionResult all_near(const std::vector<float>& actual, const std::vector<double>& expected,
-                                           double tolerance) {
-    if (actual.size() != expected.size()) {
-        return ::testing::AssertionFailure() << "size " << actual.size() << ", expected " << expected.size();
-    }
-    size_t failures = 0, first = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < actual.size(); ++i) {
-        const double error = std::abs(actual[i] - expected[i]) / (1.0 + std::abs(expected[i]));
-        if (!(error <= tolerance) && failures++ == 0) first = i;
-        worst = std::max(worst, error);
-    }
-    if (failures == 0) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << failures << " of " << actual.size() << " elements off (worst scaled error "
-                                         << worst << "); first at " << first << ": " << actual[first] << ", expected "
-                                         << expected[first];
-}
-
-inline ::testing::AssertionResult bitwise_equal(const std::vector<float>& actual, const std::vector<float>& expected) {
-    if (actual.size() != expected.size()) {
-        return ::testing::AssertionFailure() << "size " << actual.size() << ", expected " << expected.size();
-    }
-    for (size_t i = 0; i < actual.size(); ++i) {
-        if (std::memcmp(&actual[i], &expected[i], sizeof(float)) != 0) {
-            return ::testing::AssertionFailure() << "element " << i << ": " << actual[i] << ", expected " << expected[i];
-        }
-    }
-    return ::testing::AssertionSuccess();
 }
 
 // An f32 tensor of any shape. pad > 0 (rank >= 1): a view whose rows, of the last dimension,

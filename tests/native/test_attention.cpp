@@ -162,33 +162,6 @@ Oracle oracle(const Problem& p, const HostInputs& in) {
 
 std::vector<float> to_float(const std::vector<double>& values) { return std::vector<float>(values.begin(), values.end()); }
 
-// Infinite expectations (lse of a masked row) must match exactly; NaN never matches.
-::testing::AssertionResult all_near(const std::vector<float>& actual, const std::vector<double>& expected, double tolerance) {
-    if (actual.size() != expected.size()) {
-        return ::testing::AssertionFailure() << "size " << actual.size() << ", expected " << expected.size();
-    }
-    size_t failures = 0, first = 0;
-    for (size_t i = 0; i < actual.size(); ++i) {
-        const bool ok = std::isfinite(expected[i])
-                            ? std::abs(actual[i] - expected[i]) <= tolerance * (1.0 + std::abs(expected[i]))
-                            : static_cast<double>(actual[i]) == expected[i];
-        if (!ok && failures++ == 0) first = i;
-    }
-    if (failures == 0) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << failures << " of " << actual.size() << " elements off; first at " << first
-                                         << ": " << actual[first] << ", expected " << expected[first];
-}
-
-::testing::AssertionResult bitwise_equal(const std::vector<float>& actual, const std::vector<float>& expected) {
-    if (actual.size() != expected.size()) return ::testing::AssertionFailure() << "sizes differ";
-    for (size_t i = 0; i < actual.size(); ++i) {
-        if (std::memcmp(&actual[i], &expected[i], sizeof(float)) != 0) {
-            return ::testing::AssertionFailure() << "element " << i << ": " << actual[i] << " vs " << expected[i];
-        }
-    }
-    return ::testing::AssertionSuccess();
-}
-
 // ---- Tensors ---------------------------------------------------------------------------------
 
 // The tensors of one problem in a context, contiguous.

@@ -91,34 +91,6 @@ Oracle oracle(const Problem& p) {
     return out;
 }
 
-::testing::AssertionResult all_near(const std::vector<float>& actual, const std::vector<double>& expected, double tolerance) {
-    if (actual.size() != expected.size()) {
-        return ::testing::AssertionFailure() << "size " << actual.size() << ", expected " << expected.size();
-    }
-    size_t failures = 0, first = 0;
-    for (size_t i = 0; i < actual.size(); ++i) {
-        const bool ok = std::abs(actual[i] - expected[i]) <= tolerance * (1.0 + std::abs(expected[i]));
-        if (!ok && failures++ == 0) first = i;
-    }
-    if (failures == 0) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << failures << " of " << actual.size() << " elements off; first at " << first
-                                         << ": " << actual[first] << ", expected " << expected[first];
-}
-
-::testing::AssertionResult all_near(const std::vector<float>& actual, const std::vector<float>& expected, double tolerance) {
-    return all_near(actual, std::vector<double>(expected.begin(), expected.end()), tolerance);
-}
-
-::testing::AssertionResult bitwise_equal(const std::vector<float>& actual, const std::vector<float>& expected) {
-    if (actual.size() != expected.size()) return ::testing::AssertionFailure() << "sizes differ";
-    for (size_t i = 0; i < actual.size(); ++i) {
-        if (std::memcmp(&actual[i], &expected[i], sizeof(float)) != 0) {
-            return ::testing::AssertionFailure() << "element " << i << ": " << actual[i] << " vs " << expected[i];
-        }
-    }
-    return ::testing::AssertionSuccess();
-}
-
 // ---- Running the kernels ------------------------------------------------------------------
 
 struct RunOptions {

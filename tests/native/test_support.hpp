@@ -1,11 +1,13 @@
 // Helpers shared by the GoogleTest suites: RAII handles over the C ABI, host transfers, seeded
-// random data, the backend configurations every kernel test runs on, and error assertions.
+// random data, the backend configurations every kernel test runs on, element and error assertions.
 #pragma once
 
 #include "nativeengine.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
@@ -142,6 +144,46 @@ inline std::vector<float> random_floats(size_t count, uint64_t seed, float low =
     std::vector<float> values(count);
     for (float& value : values) value = distribution(generator);
     return values;
+}
+
+// |actual - expected| <= tolerance * (1 + |expected|) for every element. An infinite expectation
+// (the log-sum-exp of a fully masked row) must be met exactly; NaN never matches.
+inline ::testing::AssertionResult all_near(const std::vector<float>& actual, const std::vector<double>& expected,
+                                           double tolerance) {
+    if (actual.size() != expected.size()) {
+        return ::testing::AssertionFailure() << "size " << actual.size() << ", expected " << expected.size();
+    }
+    size_t failures = 0, first = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < actual.size(); ++i) {
+        const double error = std::abs(actual[i] - expected[i]);
+        const bool ok = std::isfinite(expected[i]) ? error <= tolerance * (1.0 + std::abs(expected[i]))
+                                                   : static_cast<double>(actual[i]) == expected[i];
+        if (!ok && failures++ == 0) first = i;
+        if (std::isfinite(expected[i])) worst = std::max(worst, error / (1.0 + std::abs(expected[i])));
+    }
+    if (failures == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << failures << " of " << actual.size() << " elements off (worst scaled error "
+                                         << worst << "); first at " << first << ": " << actual[first] << ", expected "
+                                         << expected[first];
+}
+
+inline ::testing::AssertionResult all_near(const std::vector<float>& actual, const std::vector<float>& expected,
+                                           double tolerance) {
+    return all_near(actual, std::vector<double>(expected.begin(), expected.end()), tolerance);
+}
+
+// The same bits in every element.
+inline ::testing::AssertionResult bitwise_equal(const std::vector<float>& actual, const std::vector<float>& expected) {
+    if (actual.size() != expected.size()) {
+        return ::testing::AssertionFailure() << "size " << actual.size() << ", expected " << expected.size();
+    }
+    for (size_t i = 0; i < actual.size(); ++i) {
+        if (std::memcmp(&actual[i], &expected[i], sizeof(float)) != 0) {
+            return ::testing::AssertionFailure() << "element " << i << ": " << actual[i] << ", expected " << expected[i];
+        }
+    }
+    return ::testing::AssertionSuccess();
 }
 
 // Status is `expected` and ne_last_error() contains every fragment.

@@ -183,8 +183,31 @@ typedef struct ne_context_info {
 /** Describes a context. */
 NE_API ne_status ne_context_get_info(const ne_context* context, ne_context_info* out_info);
 
-/** Waits until all work queued on the context has finished (a no-op on the CPU backend). */
+/** Waits until all work queued on the context has finished (a no-op on the CPU backend).
+ *
+ * Checks of device data. On a device backend, the values an operation must validate but that
+ * live in device memory (ids and class ids within their table, finite inputs to quantize,
+ * positive expected counts, key lengths within Tk) are checked by the device while the host goes
+ * on, so that a training step never waits for the device. The host learns the outcome at the
+ * context's next wait: ne_context_synchronize, ne_tensor_read, a copy to host memory or between
+ * contexts. That call then returns NE_STATUS_INVALID_ARGUMENT with the message of the first
+ * failed check, which names the operation that queued it ("ne_embedding_forward: argument
+ * 'ids': element 3 is 8; expected ..."); the outputs of that operation are unspecified, but it
+ * touched no memory outside its tensors. On the CPU backend the operation itself fails. */
 NE_API ne_status ne_context_synchronize(ne_context* context);
+
+/** What a context has done that costs the host time (ne_context_get_activity). */
+typedef struct ne_context_activity {
+    uint32_t struct_size;
+    /** Times the host has waited for the context's queued work: synchronizations, reads, copies
+     * to host memory, and rare waits for staging memory. Always 0 on the CPU backend. */
+    int64_t host_waits;
+    /** Checks of device data queued but not yet reported (see ne_context_synchronize). */
+    int64_t pending_checks;
+} ne_context_activity;
+
+/** Counts of the context's host waits, to show that a loop (a training step) makes none. */
+NE_API ne_status ne_context_get_activity(const ne_context* context, ne_context_activity* out_activity);
 
 /** Live object counts, for leak checks and memory reporting. */
 typedef struct ne_memory_stats {

@@ -75,6 +75,21 @@ TEST(Context, CreatesCpuContextWithRequestedThreads) {
     NE_EXPECT_OK(ne_context_synchronize(context.get()));
 }
 
+// The CPU never queues work: no host waits, no pending checks; the struct's size is validated.
+TEST(Context, ActivityOfACpuContextIsZero) {
+    Context context = make_cpu_context();
+    ne_context_activity activity{};
+    activity.struct_size = sizeof activity;
+    activity.host_waits = -5;
+    NE_ASSERT_OK(ne_context_get_activity(context.get(), &activity));
+    EXPECT_EQ(activity.host_waits, 0);
+    EXPECT_EQ(activity.pending_checks, 0);
+    activity.struct_size = sizeof activity + 8;
+    EXPECT_TRUE(fails_with(ne_context_get_activity(context.get(), &activity), NE_STATUS_VERSION_MISMATCH,
+                           {"ne_context_get_activity", "'out_activity'", "struct_size"}));
+    EXPECT_TRUE(fails_with(ne_context_get_activity(nullptr, &activity), NE_STATUS_NULL_POINTER, {"'context'"}));
+}
+
 TEST(Context, AutoPicksBestLevelAndAllThreads) {
     Context context = make_cpu_context(0, NE_SIMD_LEVEL_AUTO);
     ne_context_info info{};

@@ -6,6 +6,7 @@
 // whose configurations include the device (test_support.hpp).
 #include "test_support.hpp"
 
+#include <limits>
 #include <numeric>
 
 using namespace ne_test;
@@ -153,12 +154,89 @@ TEST(CudaBackend, TensorsStayWithTheirContext) {
     EXPECT_TRUE(fails_with(ne_gelu_forward(cpu.get(), x.get(), y.get()), NE_STATUS_CONTEXT_MISMATCH, {"'y'"}));
 }
 
-TEST(CudaBackend, EmbeddingIdsAreCheckedOnTheDevice) {
+ne_context_activity activity(ne_context* context) {
+    ne_context_activity value{};
+    value.struct_size = sizeof value;
+    check(ne_context_get_activity(context, &value), "ne_context_get_activity");
+    return value;
+}
+
+// Ids, targets, inputs to quantize and key lengths are checked by the device while the host goes
+// on: the call succeeds, the next wait reports the first failure with the call's name, and the
+// context works on afterwards.
+TEST(CudaBackend, DataChecksReportAtTheNextWait) {
     if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
     Context cuda = cuda_context();
-    Tensor table = make_tensor(cuda.get(), NE_DTYPE_F32, {4, 3});
-    Tensor ids = make_tensor(cuda.get(), NE_DTYPE_I32, {5}, std::vector<int32_t>{0, 3, 1, 7, -1});
-    Tensor out = make_tensor(cuda.get(), NE_DTYPE_F32, {5, 3});
-    EXPECT_TRUE(fails_with(ne_embedding_forward(cuda.get(), table.get(), ids.get(), out.get()), NE_STATUS_INVALID_ARGUMENT,
-                           {"'ids'", "element 3", "7"}));
+    ne_context* ctx = cuda.get();
+    Tensor table = make_tensor(ctx, NE_DTYPE_F32, {4, 3}, random_floats(12, 1));
+    Tensor bad_ids = make_tensor(ctx, NE_DTYPE_I32, {5}, std::vector<int32_t>{0, 3, 1, 7, -1});
+    Tensor good_ids = make_tensor(ctx, NE_DTYPE_I32, {5}, std::vector<int32_t>{0, 3, 1, 2, 2});
+    Tensor out = make_tensor(ctx, NE_DTYPE_F32, {5, 3});
+
+    NE_ASSERT_OK(ne_embedding_forward(ctx, table.get(), bad_ids.get(), out.get()));
+    EXPECT_EQ(activity(ctx).pending_checks, 1);
+    EXPECT_TRUE(fails_with(ne_context_synchronize(ctx), NE_STATUS_INVALID_ARGUMENT,
+                           {"ne_context_synchronize: ne_embedding_forward: argument 'ids': element 3 is 7",
+                            "expected a value in [0, 4)", "after that call had returned"}));
+    EXPECT_EQ(activity(ctx).pending_checks, 0);
+    NE_ASSERT_OK(ne_embedding_forward(ctx, table.get(), good_ids.get(), out.get()));
+    NE_EXPECT_OK(ne_context_synchronize(ctx));
+
+    // The first failure in queue order is reported, by a read as well; later ones are dropped.
+    Tensor dtable = make_tensor(ctx, NE_DTYPE_F32, {4, 3});
+    NE_ASSERT_OK(ne_embedding_backward(ctx, bad_ids.get(), out.get(), dtable.get(), 0));
+    NE_ASSERT_OK(ne_embedding_forward(ctx, table.get(), bad_ids.get(), out.get()));
+    std::vector<float> host(12);
+    EXPECT_TRUE(fails_with(ne_tensor_read(dtable.get(), host.data(), host.size() * sizeof(float)), NE_STATUS_INVALID_ARGUMENT,
+                           {"ne_tensor_read: ne_embedding_backward: argument 'ids': element 3 is 7"}));
+    NE_EXPECT_OK(ne_context_synchronize(ctx));
+
+    // Non-finite input to quantize, and key lengths past Tk.
+    std::vector<float> values = random_floats(2 * 5, 2);
+    values[7] = std::numeric_limits<float>::quiet_NaN();
+    Tensor x = make_tensor(ctx, NE_DTYPE_F32, {2, 5}, values);
+    Tensor q = make_tensor(ctx, NE_DTYPE_I8, {2, 5});
+    Tensor scales = make_tensor(ctx, NE_DTYPE_F32, {2});
+    NE_ASSERT_OK(ne_quantize_int8(ctx, NE_QUANT_AXIS_PER_ROW, x.get(), q.get(), scales.get()));
+    EXPECT_TRUE(fails_with(ne_context_synchronize(ctx), NE_STATUS_INVALID_ARGUMENT,
+                           {"ne_quantize_int8: argument 'x' contains a non-finite value (nan) at [1, 2]"}));
+    const int64_t B = 2, T = 3, H = 1, D = 4;
+    Tensor qkv = make_tensor(ctx, NE_DTYPE_F32, {B, T, H, D}, random_floats(static_cast<size_t>(B * T * H * D), 3));
+    Tensor attention_out = make_tensor(ctx, NE_DTYPE_F32, {B, T, H, D});
+    Tensor lengths = make_tensor(ctx, NE_DTYPE_I32, {B}, std::vector<int32_t>{3, 4});
+    ne_attention_params params{};
+    params.struct_size = sizeof params;
+    NE_ASSERT_OK(ne_attention_forward(ctx, &params, qkv.get(), qkv.get(), qkv.get(), lengths.get(), attention_out.get(), nullptr));
+    EXPECT_TRUE(fails_with(ne_context_synchronize(ctx), NE_STATUS_INVALID_ARGUMENT,
+                           {"ne_attention_forward: argument 'key_lengths': element 1 is 4", "[0, 3]"}));
+}
+
+// Uploads and data checks do not make the host wait: a loop of them counts no host wait, until
+// the checks fill their 1024 slots of device memory (one wait) or a read (one more).
+TEST(CudaBackend, UploadsAndChecksDoNotWait) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    Context cuda = cuda_context();
+    ne_context* ctx = cuda.get();
+    Tensor table = make_tensor(ctx, NE_DTYPE_F32, {16, 8}, random_floats(128, 4));
+    Tensor ids = make_tensor(ctx, NE_DTYPE_I32, {32});
+    Tensor out = make_tensor(ctx, NE_DTYPE_F32, {32, 8});
+    NE_ASSERT_OK(ne_context_synchronize(ctx));
+    const int64_t waits = activity(ctx).host_waits;
+    std::vector<int32_t> host_ids(32);
+    for (int step = 0; step < 1000; ++step) {
+        for (size_t i = 0; i < host_ids.size(); ++i) host_ids[i] = static_cast<int32_t>((i * 7 + static_cast<size_t>(step)) % 16);
+        NE_ASSERT_OK(ne_tensor_write(ids.get(), host_ids.data(), host_ids.size() * sizeof(int32_t)));
+        NE_ASSERT_OK(ne_embedding_forward(ctx, table.get(), ids.get(), out.get()));
+    }
+    EXPECT_EQ(activity(ctx).host_waits, waits);
+    EXPECT_EQ(activity(ctx).pending_checks, 1000);
+    for (int step = 0; step < 30; ++step) NE_ASSERT_OK(ne_embedding_forward(ctx, table.get(), ids.get(), out.get()));
+    EXPECT_EQ(activity(ctx).host_waits, waits + 1);
+    EXPECT_EQ(activity(ctx).pending_checks, 30 - (1024 - 1000));
+    const std::vector<float> rows = read<float>(out.get());
+    EXPECT_EQ(activity(ctx).host_waits, waits + 2);
+    const std::vector<float> table_values = read<float>(table.get());
+    for (size_t n = 0; n < host_ids.size(); ++n) {
+        for (size_t c = 0; c < 8; ++c) EXPECT_EQ(rows[n * 8 + c], table_values[static_cast<size_t>(host_ids[n]) * 8 + c]);
+    }
 }

@@ -202,4 +202,26 @@ inline ::testing::AssertionResult fails_with(ne_status actual, ne_status expecte
     return ::testing::AssertionSuccess();
 }
 
+// Whether the context runs on a device backend (CUDA).
+inline bool on_device(ne_context* context) {
+    ne_context_info info{};
+    info.struct_size = sizeof info;
+    check(ne_context_get_info(context, &info), "ne_context_get_info");
+    return info.backend != NE_BACKEND_CPU;
+}
+
+// A call refused for the values of its data (ids out of range, non-finite inputs): on the CPU
+// the call fails; on a device the call is queued and the context's next wait fails instead
+// (see ne_context_synchronize), its message naming the call.
+inline ::testing::AssertionResult refused_for_data(ne_context* context, ne_status call_status, ne_status expected,
+                                                   std::initializer_list<const char*> fragments) {
+    if (!on_device(context)) return fails_with(call_status, expected, fragments);
+    if (call_status != NE_STATUS_OK) {
+        return ::testing::AssertionFailure() << "status " << ne_status_string(call_status)
+                                             << " from the call, expected NE_STATUS_OK (the device checks its data later; "
+                                             << "message: " << ne_last_error() << ")";
+    }
+    return fails_with(ne_context_synchronize(context), expected, fragments);
+}
+
 }  // namespace ne_test

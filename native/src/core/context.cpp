@@ -265,6 +265,19 @@ NE_API ne_status ne_context_synchronize(ne_context* context) {
     });
 }
 
+NE_API ne_status ne_context_get_activity(const ne_context* context, ne_context_activity* out_activity) {
+    return guard("ne_context_get_activity", [&] {
+        const ne_context& ctx = context_arg(context, "context");
+        ne_context_activity activity{};
+        activity.struct_size = sizeof(ne_context_activity);
+        if (ctx.device) {
+            activity.host_waits = ctx.device->host_waits();
+            activity.pending_checks = ctx.device->pending_checks();
+        }
+        write_info(out_activity, activity, "out_activity", sizeof(ne_context_activity));
+    });
+}
+
 NE_API ne_status ne_get_memory_stats(ne_memory_stats* out_stats) {
     return guard("ne_get_memory_stats", [&] {
         write_info(out_stats, global_counters().snapshot(), "out_stats", sizeof(ne_memory_stats));

@@ -35,16 +35,34 @@ public:
     // Zero-filled memory; never null.
     virtual void* allocate(int64_t bytes) = 0;
     virtual void free(void* data) noexcept = 0;
-    // Host <-> device copies of contiguous bytes; they complete before returning.
+    // Host -> device copy of contiguous bytes, queued: the host buffer may be reused at once,
+    // and the host does not wait for the device's queued work.
     virtual void write(void* device_destination, const void* host_source, int64_t bytes) = 0;
+    // Device -> host copy of contiguous bytes; waits for the queued work (see synchronize).
     virtual void read(void* host_destination, const void* device_source, int64_t bytes) = 0;
     // Element copy between tensors of one shape and dtype, any strides, where at least one side
     // lives on this device and the other on this device, another one, or the host.
     virtual void copy(const ne_tensor& destination, const ne_tensor& source) = 0;
     // Sets every element of a tensor of this device to the pattern of element_size bytes.
     virtual void fill(const ne_tensor& tensor, const void* pattern, int64_t element_size) = 0;
-    // Waits for all queued work.
+    // Waits for all queued work, then reports the first failed check of device data queued
+    // since the last wait (see check_int_range).
     virtual void synchronize() = 0;
+
+    // ---- Checks of device data ----
+    // Data that an exported op must validate but that lives on the device (ids within a
+    // table, finite inputs, key lengths) is checked by a kernel queued before the op, while
+    // the host goes on: the host learns the outcome at its next wait for the device
+    // (synchronize, read, a copy to the host), which throws the first failure in queue order
+    // as "<the queuing op>: <describe(index, bits)> (...)". The kernels that consume such data
+    // guard their memory accesses, so a failing op's outputs are unspecified but nothing outside
+    // its tensors is touched.
+    virtual void check_int_range(const IntRangeCheck& check, DescribeBadElement describe) = 0;
+    virtual void check_floats(const FloatCheck& check, DescribeBadElement describe) = 0;
+    // How many times the host has waited for this device's queued work (synchronizations,
+    // reads, copies to the host, a full staging area), and the checks not yet reported.
+    virtual int64_t host_waits() const = 0;
+    virtual int64_t pending_checks() const = 0;
 
     // ---- Kernels, on arguments already validated by the exported functions. ----
     virtual void norm_forward(bool rms, const cpu::NormForwardArgs& args) = 0;
@@ -62,20 +80,10 @@ public:
     virtual void elementwise(const ElementwiseLaunch& launch) = 0;
     virtual void row_reduce(const RowReduceLaunch& launch) = 0;
     virtual void adamw(const AdamwLaunch& launch) = 0;
-    // The flat index of the first id outside [0, V), or -1; its value in *value. Synchronizes.
-    virtual int64_t first_id_out_of_range(const DeviceIds& ids, int64_t V, int32_t* value) = 0;
     virtual void embedding_forward(const EmbeddingLaunch& launch) = 0;
     virtual void embedding_backward(const EmbeddingLaunch& launch) = 0;
 
     // ---- softmax losses (cpu/softmax_losses.hpp; the contracts are in nativeengine.h) ----
-    // The index of the first of `count` contiguous class ids outside [0, V), negative ids
-    // allowed when negatives_ignored, or -1; its value in *value. Synchronizes.
-    virtual int64_t first_class_out_of_range(const int32_t* ids, int64_t count, int64_t V, bool negatives_ignored,
-                                             int32_t* value) = 0;
-    // The index of the first of `count` contiguous expected counts that is not finite and > 0,
-    // skipping index i where targets (nullptr: none skipped) has targets[i] < 0, or -1; its value
-    // in *value. Synchronizes.
-    virtual int64_t first_invalid_count(const float* counts, int64_t count, const int32_t* targets, float* value) = 0;
     virtual void cross_entropy_forward(const cpu::CrossEntropyForwardArgs& args) = 0;
     virtual void cross_entropy_backward(const cpu::CrossEntropyBackwardArgs& args) = 0;
     // Stores the host's draws (one host-to-device copy) and computes the targets' expected counts.

@@ -3,7 +3,8 @@
 // those are plain (normalization, int8, GEMM), and small launch records for the other ops.
 //
 // nvcc compiles the CUDA translation units that include this header with C++17: keep it free of
-// anything but plain declarations (the CPU headers it includes obey the same rule).
+// anything but plain declarations and the standard library (the CPU headers it includes obey the
+// same rule).
 #pragma once
 
 #include "cpu/adamw.hpp"
@@ -13,6 +14,8 @@
 #include "cpu/layernorm.hpp"
 
 #include <cstdint>
+#include <functional>
+#include <string>
 
 namespace ne {
 
@@ -77,13 +80,44 @@ struct AdamwLaunch {
     const float* grad_norm_squared;
 };
 
-// The ids of an embedding in row-major order: id n is data[n / cols * row_stride + n % cols].
+// Integers in row-major order (embedding ids, class ids, key lengths): element n is
+// data[n / cols * row_stride + n % cols].
 struct DeviceIds {
     const int32_t* data;
     int64_t count;
     int64_t cols;
     int64_t row_stride;
 };
+
+// ---- Checks of device data (see Device::check_int_range) ----
+
+// Every element of ids in [low, high), or negative when negatives_allowed.
+struct IntRangeCheck {
+    DeviceIds ids;
+    int64_t low;
+    int64_t high;
+    bool negatives_allowed;
+};
+
+// Every element of x [rows, cols] finite, and > 0 when positive; row r is skipped where
+// skip_rows (may be null) has skip_rows[r] < 0.
+struct FloatCheck {
+    const float* data;
+    int64_t rows;
+    int64_t cols;
+    int64_t row_stride;
+    const int32_t* skip_rows;
+    bool positive;
+};
+
+// The message of a failed check, from the flat row-major index of the first bad element and
+// its 32 bits; index is -1 where it is 2^32 - 2 or more (the device records 32 bits of it).
+using DescribeBadElement = std::function<std::string(int64_t index, uint32_t bits)>;
+
+// Where a DescribeBadElement's index lies: "element 7" and "at [1, 3]" (3 columns), or for -1
+// "an element past 4294967293" and "at an element past 4294967293".
+std::string flat_position(int64_t index);
+std::string matrix_position(int64_t index, int64_t cols);
 
 // Forward: dst row n = table row ids[n]. Backward: dtable[ids[n]] += dout row n, n in order
 // (dtable zeroed first unless accumulating).

@@ -8,6 +8,7 @@ namespace {
 // Fixed-size, so that recording an error can never fail or allocate.
 constexpr size_t kMessageCapacity = 1024;
 thread_local char last_error_message[kMessageCapacity] = "";
+thread_local const char* function_on_this_thread = "";
 
 }  // namespace
 
@@ -21,6 +22,14 @@ void set_last_error(const char* function, const char* message) noexcept {
     append(message);
     last_error_message[used] = '\0';
 }
+
+const char* current_function() noexcept { return function_on_this_thread; }
+
+CurrentFunctionScope::CurrentFunctionScope(const char* function) noexcept : outer_(function_on_this_thread) {
+    function_on_this_thread = function;
+}
+
+CurrentFunctionScope::~CurrentFunctionScope() { function_on_this_thread = outer_; }
 
 }  // namespace ne
 

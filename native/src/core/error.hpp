@@ -38,10 +38,26 @@ template <class... Parts>
 
 void set_last_error(const char* function, const char* message) noexcept;
 
+// The exported entry point running on this thread (set by guard), or "" outside one: checks
+// whose outcome arrives later (a device's deferred checks) name the call that queued them.
+const char* current_function() noexcept;
+
+class CurrentFunctionScope {
+public:
+    explicit CurrentFunctionScope(const char* function) noexcept;
+    ~CurrentFunctionScope();
+    CurrentFunctionScope(const CurrentFunctionScope&) = delete;
+    CurrentFunctionScope& operator=(const CurrentFunctionScope&) = delete;
+
+private:
+    const char* outer_;
+};
+
 // Runs body and converts every exception into a status. function names the exported entry
 // point, so that messages read "ne_layernorm_forward: argument 'gamma': ...".
 template <class Body>
 ne_status guard(const char* function, Body&& body) noexcept {
+    const CurrentFunctionScope scope(function);
     try {
         body();
         return NE_STATUS_OK;

@@ -1,5 +1,7 @@
 #include "validate.hpp"
 
+#include "device_ops.hpp"
+
 #include <algorithm>
 #include <limits>
 #include <sstream>
@@ -227,6 +229,14 @@ int64_t checked_multiply(int64_t a, int64_t b, const char* what) {
         fail(NE_STATUS_OVERFLOW, what, " overflows: ", a, " x ", b, " exceeds the 64-bit range");
     }
     return a * b;
+}
+
+std::string flat_position(int64_t index) {
+    return index < 0 ? std::string("an element past 4294967293") : str("element ", index);
+}
+
+std::string matrix_position(int64_t index, int64_t cols) {
+    return index < 0 ? std::string("at an element past 4294967293") : str("at [", index / cols, ", ", index % cols, "]");
 }
 
 }  // namespace ne

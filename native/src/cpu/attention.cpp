@@ -275,20 +275,20 @@ AttentionInputs inputs_arg(const ne_context& context, const ne_attention_params&
     if (key_lengths) {
         expect_dims(*key_lengths, "key_lengths", {in.B}, "[B]");
         const int64_t stride = key_lengths->strides[0];
-        std::vector<int32_t> host_values;
         const int32_t* values = data_of<int32_t>(*key_lengths);
+        const int64_t Tk = in.Tk;
+        auto describe = [Tk](int64_t index, uint32_t bits) {
+            return str("argument 'key_lengths': ", flat_position(index), " is ", static_cast<int32_t>(bits),
+                       "; expected a length in [0, ", Tk, "] (Tk)");
+        };
         if (context.device) {
-            host_values.resize(static_cast<size_t>((in.B - 1) * stride + 1));
-            context.device->read(host_values.data(), values, static_cast<int64_t>(host_values.size() * sizeof(int32_t)));
-            values = host_values.data();
-        }
-        for (int64_t b = 0; b < in.B; ++b) {
-            const int32_t length = values[b * stride];
-            if (length < 0 || length > in.Tk) {
-                fail(NE_STATUS_INVALID_ARGUMENT, "argument 'key_lengths': element ", b, " is ", length,
-                     "; expected a length in [0, ", in.Tk, "] (Tk)");
+            context.device->check_int_range({{values, in.B, 1, stride}, 0, in.Tk + 1, false}, describe);
+        } else {
+            for (int64_t b = 0; b < in.B; ++b) {
+                const int32_t length = values[b * stride];
+                if (length < 0 || length > in.Tk) fail(NE_STATUS_INVALID_ARGUMENT, describe(b, static_cast<uint32_t>(length)));
+                lengths[static_cast<size_t>(b)] = length;
             }
-            lengths[static_cast<size_t>(b)] = length;
         }
     }
     in.key_lengths = lengths.data();

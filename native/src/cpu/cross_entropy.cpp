@@ -150,21 +150,18 @@ int64_t class_ids_arg(const ne_tensor& tensor, const ne_context& context, int64_
     expect_contiguous(tensor, name);
     const int64_t count = tensor.shape[0];
     const int32_t* ids = data_of<int32_t>(tensor);
-    int64_t bad = -1;
-    int32_t value = 0;
+    auto describe = [V, negatives_ignored, name](int64_t index, uint32_t bits) {
+        return str("argument '", name, "': ", flat_position(index), " is ", static_cast<int32_t>(bits),
+                   "; expected a class in [0, ", V, ")", negatives_ignored ? " or a negative value for an ignored row" : "");
+    };
     if (context.device) {
-        bad = context.device->first_class_out_of_range(ids, count, V, negatives_ignored, &value);
-    } else {
-        for (int64_t i = 0; i < count && bad < 0; ++i) {
-            if (ids[i] >= V || (ids[i] < 0 && !negatives_ignored)) {
-                bad = i;
-                value = ids[i];
-            }
-        }
+        context.device->check_int_range({{ids, count, count, count}, 0, V, negatives_ignored}, describe);
+        return count;
     }
-    if (bad >= 0) {
-        fail(NE_STATUS_INVALID_ARGUMENT, "argument '", name, "': element ", bad, " is ", value, "; expected a class in [0, ",
-             V, ")", negatives_ignored ? " or a negative value for an ignored row" : "");
+    for (int64_t i = 0; i < count; ++i) {
+        if (ids[i] >= V || (ids[i] < 0 && !negatives_ignored)) {
+            fail(NE_STATUS_INVALID_ARGUMENT, describe(i, static_cast<uint32_t>(ids[i])));
+        }
     }
     return count;
 }

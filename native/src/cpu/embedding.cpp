@@ -117,26 +117,21 @@ RowMatrix rows_per_id_arg(const ne_tensor& rows, const char* name, const ne_tens
     return row_matrix(rows, name);
 }
 
-// The ids, each checked to lie in [0, V): the last check, as it reads them all (on the device
-// of a device context).
+// The ids, each checked to lie in [0, V): the last check, as it reads them all (on a device
+// context, a deferred check: see Device::check_int_range).
 Ids checked_ids(const ne_context& context, const ne_tensor& tensor, int64_t V, const char* table_name) {
     const RowMatrix rows = small_ops::element_rows(tensor, "ids");
     const Ids ids{data_of<int32_t>(tensor), rows.rows * rows.cols, rows.cols, rows.row_stride};
-    int64_t bad = -1;
-    int32_t value = 0;
+    auto describe = [V, table_name](int64_t index, uint32_t bits) {
+        return str("argument 'ids': ", flat_position(index), " is ", static_cast<int32_t>(bits), "; expected a value in [0, ",
+                   V, ") (the rows of '", table_name, "')");
+    };
     if (context.device) {
-        bad = context.device->first_id_out_of_range({ids.data, ids.count, ids.cols, ids.row_stride}, V, &value);
-    } else {
-        for (int64_t n = 0; n < ids.count && bad < 0; ++n) {
-            if (ids[n] < 0 || ids[n] >= V) {
-                bad = n;
-                value = ids[n];
-            }
-        }
+        context.device->check_int_range({{ids.data, ids.count, ids.cols, ids.row_stride}, 0, V, false}, describe);
+        return ids;
     }
-    if (bad >= 0) {
-        fail(NE_STATUS_INVALID_ARGUMENT, "argument 'ids': element ", bad, " is ", value, "; expected a value in [0, ", V,
-             ") (the rows of '", table_name, "')");
+    for (int64_t n = 0; n < ids.count; ++n) {
+        if (ids[n] < 0 || ids[n] >= V) fail(NE_STATUS_INVALID_ARGUMENT, describe(n, static_cast<uint32_t>(ids[n])));
     }
     return ids;
 }

@@ -329,22 +329,23 @@ ne_sampled_softmax_params sampled_params_arg(const ne_sampled_softmax_params* pa
 // Expected counts whose logs the correction subtracts; rows with a negative target are skipped.
 void expect_positive_counts(const ne_context& context, const float* counts, int64_t length, const int32_t* targets,
                             const char* name) {
-    int64_t bad = -1;
-    float value = 0.0f;
+    auto describe = [name](int64_t index, uint32_t bits) {
+        float value = 0.0f;
+        std::memcpy(&value, &bits, sizeof value);
+        return str("argument '", name, "': ", flat_position(index), " is ", value,
+                   "; expected a finite expected count > 0 (params.subtract_log_expected_count = 1 subtracts its log)");
+    };
     if (context.device) {
-        bad = context.device->first_invalid_count(counts, length, targets, &value);
-    } else {
-        for (int64_t i = 0; i < length && bad < 0; ++i) {
-            if (targets && targets[i] < 0) continue;
-            if (!(counts[i] > 0.0f) || !std::isfinite(counts[i])) {
-                bad = i;
-                value = counts[i];
-            }
-        }
+        context.device->check_floats({counts, length, 1, 1, targets, true}, describe);
+        return;
     }
-    if (bad >= 0) {
-        fail(NE_STATUS_INVALID_ARGUMENT, "argument '", name, "': element ", bad, " is ", value,
-             "; expected a finite expected count > 0 (params.subtract_log_expected_count = 1 subtracts its log)");
+    for (int64_t i = 0; i < length; ++i) {
+        if (targets && targets[i] < 0) continue;
+        if (!(counts[i] > 0.0f) || !std::isfinite(counts[i])) {
+            uint32_t bits = 0;
+            std::memcpy(&bits, &counts[i], sizeof bits);
+            fail(NE_STATUS_INVALID_ARGUMENT, describe(i, bits));
+        }
     }
 }
 

@@ -112,7 +112,11 @@ struct Problem {
     // pieces: the tiles load in 16-byte pieces.
     bool vector_loads;
 
-    __device__ int length(int64_t b) const { return key_lengths ? key_lengths[b * key_lengths_stride] : Tk; }
+    // Clamped to [0, Tk]: a length out of range, which the exported op's deferred check reports,
+    // must not take a kernel past the keys.
+    __device__ int length(int64_t b) const {
+        return key_lengths ? min(max(key_lengths[b * key_lengths_stride], 0), Tk) : Tk;
+    }
     // Keys [0, visible) of a sequence of `length` keys are what query i sees.
     __device__ int visible(int i, int length) const {
         if (!causal) return length;

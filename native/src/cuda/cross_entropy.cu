@@ -1,7 +1,6 @@
 // Softmax cross-entropy over an output projection on CUDA, in chunks of classes (the CPU's
 // algorithm, cpu/cross_entropy.cpp): the [N, V] logits never exist, only one [N, chunk] chunk of
-// them at a time in scratch memory. Also the checks of class ids and expected counts that both
-// losses run on device memory, and the GEMM and column-sum helpers they share.
+// them at a time in scratch memory. Also the GEMM and column-sum helpers both losses share.
 //
 // Per chunk of classes [c0, c0 + width):
 //   forward:  Z = hidden W_c^T (cuBLAS), then one block per row adds the bias, reduces the
@@ -28,34 +27,6 @@ constexpr int kRowThreads = 256;
 
 // Rows of a row-per-block kernel: one block per row up to the grid's limit, then grid-stride.
 unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, INT_MAX)); }
-
-__global__ void first_bad_class_kernel(const int32_t* ids, int64_t count, int64_t V, bool negatives_ignored,
-                                       unsigned long long* first) {
-    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
-        const int64_t id = ids[i];
-        if (id >= V || (id < 0 && !negatives_ignored)) atomicMin(first, static_cast<unsigned long long>(i));
-    }
-}
-
-__global__ void first_bad_count_kernel(const float* counts, int64_t count, const int32_t* targets, unsigned long long* first) {
-    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
-        if (targets && targets[i] < 0) continue;
-        const float value = counts[i];
-        if (!(value > 0.0f) || !isfinite(value)) atomicMin(first, static_cast<unsigned long long>(i));
-    }
-}
-
-// The index that a first_bad_* kernel found (it starts from all ones: none), read back.
-template <class Launch>
-int64_t first_flagged(const Queue& queue, Launch&& launch) {
-    const Scratch first(queue, sizeof(unsigned long long));
-    check(cudaMemsetAsync(first.as<void>(), 0xff, sizeof(unsigned long long), queue.stream), "cudaMemsetAsync");
-    launch(first.as<unsigned long long>());
-    unsigned long long index = 0;
-    check(cudaMemcpyAsync(&index, first.as<void>(), sizeof index, cudaMemcpyDeviceToHost, queue.stream), "cudaMemcpyAsync");
-    check(cudaStreamSynchronize(queue.stream), "cudaStreamSynchronize");
-    return index == ULLONG_MAX ? -1 : static_cast<int64_t>(index);
-}
 
 __global__ void fill_kernel(float* data, int64_t count, float value) {
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
@@ -146,28 +117,6 @@ void expect_int_range(std::initializer_list<int64_t> values) {
 }
 
 }  // namespace
-
-int64_t first_class_out_of_range(const Queue& queue, const int32_t* ids, int64_t count, int64_t V, bool negatives_ignored,
-                                 int32_t* value) {
-    if (count == 0) return -1;
-    const int64_t bad = first_flagged(queue, [&](unsigned long long* first) {
-        first_bad_class_kernel<<<grid_for(queue, count, kThreads), kThreads, 0, queue.stream>>>(ids, count, V, negatives_ignored,
-                                                                                                first);
-        check_launch("first_bad_class_kernel");
-    });
-    if (bad >= 0) check(cudaMemcpy(value, ids + bad, sizeof *value, cudaMemcpyDeviceToHost), "cudaMemcpy");
-    return bad;
-}
-
-int64_t first_invalid_count(const Queue& queue, const float* counts, int64_t count, const int32_t* targets, float* value) {
-    if (count == 0) return -1;
-    const int64_t bad = first_flagged(queue, [&](unsigned long long* first) {
-        first_bad_count_kernel<<<grid_for(queue, count, kThreads), kThreads, 0, queue.stream>>>(counts, count, targets, first);
-        check_launch("first_bad_count_kernel");
-    });
-    if (bad >= 0) check(cudaMemcpy(value, counts + bad, sizeof *value, cudaMemcpyDeviceToHost), "cudaMemcpy");
-    return bad;
-}
 
 void sgemm_rows(const Queue& queue, bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {

@@ -110,11 +110,100 @@ void for_each_host_element(const ne_tensor& tensor, Visit&& visit) {
     }
 }
 
+// Host-to-device copies through pinned buffers: from pageable memory the driver may wait for
+// the stream before staging a copy, and a training step's uploads (its token ids) must not make
+// the host wait for the device. A buffer is reused once the event recorded after its copy has
+// passed; the host waits (counted) only when kMaxBytes of buffers are all in flight, and copies
+// larger than kMaxBytes / 4 (weights being loaded) go from pageable memory, waiting.
+class PinnedUploads {
+public:
+    PinnedUploads() = default;
+    PinnedUploads(const PinnedUploads&) = delete;
+    PinnedUploads& operator=(const PinnedUploads&) = delete;
+
+    ~PinnedUploads() {
+        for (const Buffer& buffer : buffers_) release(buffer);
+    }
+
+    void upload(const Queue& queue, void* device_destination, const void* host_source, int64_t bytes) {
+        if (bytes == 0) return;
+        const auto size = static_cast<size_t>(bytes);
+        if (bytes > kMaxBytes / 4) {
+            check(cudaMemcpyAsync(device_destination, host_source, size, cudaMemcpyHostToDevice, queue.stream),
+                  "cudaMemcpyAsync (host to device)");
+            queue.checks->wait(queue);
+            return;
+        }
+        Buffer& buffer = free_buffer(queue, bytes);
+        std::memcpy(buffer.host, host_source, size);
+        check(cudaMemcpyAsync(device_destination, buffer.host, size, cudaMemcpyHostToDevice, queue.stream),
+              "cudaMemcpyAsync (host to device)");
+        check(cudaEventRecord(buffer.copied, queue.stream), "cudaEventRecord");
+    }
+
+private:
+    static constexpr int64_t kMaxBytes = int64_t{64} << 20;
+    static constexpr int64_t kSmallestBuffer = int64_t{64} << 10;
+
+    struct Buffer {
+        void* host;
+        int64_t bytes;
+        cudaEvent_t copied;
+    };
+
+    static void release(const Buffer& buffer) noexcept {
+        cudaEventDestroy(buffer.copied);
+        cudaFreeHost(buffer.host);
+    }
+
+    static bool copied(const Buffer& buffer) {
+        const cudaError_t status = cudaEventQuery(buffer.copied);
+        if (status == cudaErrorNotReady) {
+            cudaGetLastError();  // not an error: keep it out of the next launch's check
+            return false;
+        }
+        check(status, "cudaEventQuery");
+        return true;
+    }
+
+    // The smallest idle buffer of at least `bytes`, else a new one; waits for the queue when
+    // a new one would pass kMaxBytes.
+    Buffer& free_buffer(const Queue& queue, int64_t bytes) {
+        Buffer* best = nullptr;
+        for (Buffer& buffer : buffers_) {
+            if (buffer.bytes >= bytes && (!best || buffer.bytes < best->bytes) && copied(buffer)) best = &buffer;
+        }
+        if (best) return *best;
+        int64_t size = kSmallestBuffer;
+        while (size < bytes) size *= 2;
+        if (total_bytes_ + size > kMaxBytes) {
+            queue.checks->wait(queue);
+            for (const Buffer& buffer : buffers_) release(buffer);
+            buffers_.clear();
+            total_bytes_ = 0;
+        }
+        Buffer buffer{nullptr, size, nullptr};
+        check(cudaMallocHost(&buffer.host, static_cast<size_t>(size)), "cudaMallocHost");
+        const cudaError_t status = cudaEventCreateWithFlags(&buffer.copied, cudaEventDisableTiming);
+        if (status != cudaSuccess) {
+            cudaFreeHost(buffer.host);
+            check(status, "cudaEventCreateWithFlags");
+        }
+        buffers_.push_back(buffer);
+        total_bytes_ += size;
+        return buffers_.back();
+    }
+
+    std::vector<Buffer> buffers_;
+    int64_t total_bytes_ = 0;
+};
+
 class CudaDevice final : public Device {
 public:
     CudaDevice(int32_t index, MemoryCounters& counters) {
         queue_.device = index;
         queue_.counters = &counters;
+        queue_.checks = &checks_;
         check(cudaSetDevice(index), "cudaSetDevice");
         cudaDeviceProp properties{};
         check(cudaGetDeviceProperties(&properties, index), "cudaGetDeviceProperties");
@@ -173,9 +262,7 @@ public:
 
     void write(void* device_destination, const void* host_source, int64_t bytes) override {
         select();
-        check(cudaMemcpyAsync(device_destination, host_source, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, queue_.stream),
-              "cudaMemcpyAsync (host to device)");
-        synchronize();
+        uploads_.upload(queue_, device_destination, host_source, bytes);
     }
 
     void read(void* host_destination, const void* device_source, int64_t bytes) override {
@@ -194,6 +281,10 @@ public:
         select();
         const int64_t size = dtype_size(destination.dtype);
         const int64_t bytes = destination.element_count * size;
+        if (is_contiguous(destination) && is_contiguous(source) && source_device == nullptr) {
+            write(data_of<char>(destination), data_of<const char>(source), bytes);
+            return;
+        }
         if (is_contiguous(destination) && is_contiguous(source)) {
             check(cudaMemcpyAsync(data_of<char>(destination), data_of<const char>(source), static_cast<size_t>(bytes),
                                   cudaMemcpyDefault, queue_.stream),
@@ -238,8 +329,21 @@ public:
 
     void synchronize() override {
         select();
-        check(cudaStreamSynchronize(queue_.stream), "cudaStreamSynchronize");
+        checks_.wait(queue_);
     }
+
+    void check_int_range(const IntRangeCheck& range, DescribeBadElement describe) override {
+        select();
+        checks_.check_int_range(queue_, range, std::move(describe));
+    }
+
+    void check_floats(const FloatCheck& floats, DescribeBadElement describe) override {
+        select();
+        checks_.check_floats(queue_, floats, std::move(describe));
+    }
+
+    int64_t host_waits() const override { return checks_.waits(); }
+    int64_t pending_checks() const override { return checks_.pending(); }
 
     void norm_forward(bool rms, const cpu::NormForwardArgs& args) override {
         select();
@@ -291,11 +395,6 @@ public:
         launch_adamw(queue_, launch);
     }
 
-    int64_t first_id_out_of_range(const DeviceIds& ids, int64_t V, int32_t* value) override {
-        select();
-        return cuda::first_id_out_of_range(queue_, ids, V, value);
-    }
-
     void embedding_forward(const EmbeddingLaunch& launch) override {
         select();
         launch_embedding_forward(queue_, launch);
@@ -307,17 +406,6 @@ public:
     }
 
     // ---- softmax losses ----
-    int64_t first_class_out_of_range(const int32_t* ids, int64_t count, int64_t V, bool negatives_ignored,
-                                     int32_t* value) override {
-        select();
-        return cuda::first_class_out_of_range(queue_, ids, count, V, negatives_ignored, value);
-    }
-
-    int64_t first_invalid_count(const float* counts, int64_t count, const int32_t* targets, float* value) override {
-        select();
-        return cuda::first_invalid_count(queue_, counts, count, targets, value);
-    }
-
     void cross_entropy_forward(const cpu::CrossEntropyForwardArgs& args) override {
         select();
         launch_cross_entropy_forward(queue_, args);
@@ -370,6 +458,9 @@ private:
 
     Queue queue_{};
     std::string name_;
+    // Released after the destructor's body has waited for the stream.
+    DeferredChecks checks_;
+    PinnedUploads uploads_;
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include <cfloat>
 #include <climits>
+#include <cstring>
 
 namespace ne::cuda {
 namespace {
@@ -37,15 +38,6 @@ __device__ Group group_quantization(float absmax) {
 __device__ int8_t quantize_value(float x, const Group& group) {
     const float rounded = rintf(x * group.prescale * group.inverse);
     return static_cast<int8_t>(fminf(fmaxf(rounded, -127.0f), 127.0f));
-}
-
-// The smallest flat index (r * cols + c) of a non-finite element, via atomicMin into *first.
-__global__ void first_non_finite_kernel(const float* x, int64_t rows, int64_t cols, int64_t row_stride,
-                                        unsigned long long* first) {
-    const int64_t count = rows * cols;
-    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
-        if (!isfinite(x[i / cols * row_stride + i % cols])) atomicMin(first, static_cast<unsigned long long>(i));
-    }
 }
 
 // One block per row: absmax, scale, then q.
@@ -143,25 +135,6 @@ __global__ void epilogue_kernel(cpu::GemmArgs a, const int32_t* acc) {
 
 constexpr int kThreads = 256;
 
-// Throws NE_STATUS_INVALID_ARGUMENT naming the first non-finite element of x, as the CPU does.
-// Synchronizes.
-void expect_finite(const Queue& queue, const float* x, int64_t rows, int64_t cols, int64_t row_stride, const char* name) {
-    const Scratch first(queue, sizeof(unsigned long long));
-    check(cudaMemsetAsync(first.as<void>(), 0xff, sizeof(unsigned long long), queue.stream), "cudaMemsetAsync");
-    first_non_finite_kernel<<<grid_for(queue, rows * cols, kThreads), kThreads, 0, queue.stream>>>(
-        x, rows, cols, row_stride, first.as<unsigned long long>());
-    check_launch("first_non_finite_kernel");
-    unsigned long long index = 0;
-    check(cudaMemcpyAsync(&index, first.as<void>(), sizeof index, cudaMemcpyDeviceToHost, queue.stream), "cudaMemcpyAsync");
-    check(cudaStreamSynchronize(queue.stream), "cudaStreamSynchronize");
-    if (index == ULLONG_MAX) return;
-    const auto r = static_cast<int64_t>(index) / cols, c = static_cast<int64_t>(index) % cols;
-    float value = 0.0f;
-    check(cudaMemcpy(&value, x + r * row_stride + c, sizeof value, cudaMemcpyDeviceToHost), "cudaMemcpy");
-    fail(NE_STATUS_INVALID_ARGUMENT, "argument '", name, "' contains a non-finite value (", value != value ? "nan" : "inf",
-         ") at [", r, ", ", c, "]; expected finite values to quantize");
-}
-
 bool aligned4(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 4 == 0; }
 
 // Whether cuBLASLt's int8 kernels take these operands and an int32 output of row stride ldc.
@@ -214,7 +187,14 @@ bool gemm_int8_cublaslt(const Queue& queue, const cpu::GemmArgs& a, int32_t* acc
 }  // namespace
 
 void launch_quantize_int8(const Queue& queue, const cpu::QuantizeArgs& args) {
-    expect_finite(queue, args.x, args.R, args.C, args.x_row_stride, "x");
+    const int64_t cols = args.C;
+    queue.checks->check_floats(queue, {args.x, args.R, args.C, args.x_row_stride, nullptr, false},
+                               [cols](int64_t index, uint32_t bits) {
+                                   float value = 0.0f;
+                                   std::memcpy(&value, &bits, sizeof value);
+                                   return str("argument 'x' contains a non-finite value (", value != value ? "nan" : "inf",
+                                              ") ", matrix_position(index, cols), "; expected finite values to quantize");
+                               });
     if (args.axis == cpu::QuantAxis::per_row) {
         quantize_rows_kernel<<<static_cast<unsigned>(args.R), kThreads, 0, queue.stream>>>(args);
         check_launch("quantize_rows_kernel");

@@ -13,12 +13,16 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace ne {
 struct MemoryCounters;
 }
 
 namespace ne::cuda {
+
+class DeferredChecks;
 
 // What one context's kernels need: its stream, library handles and device properties.
 struct Queue {
@@ -29,6 +33,7 @@ struct Queue {
     int32_t sm_count;
     bool stream_ordered_memory;  // cudaMallocAsync is supported
     MemoryCounters* counters;    // the context's, where scratch memory counts
+    DeferredChecks* checks;      // the context's checks of device data, reported at its waits
 };
 
 // Throw ne::Error (NE_STATUS_DEVICE_ERROR, or NE_STATUS_OUT_OF_MEMORY) naming what failed.
@@ -67,6 +72,35 @@ struct Layout {
     int64_t element_count;
 };
 
+// checks.cu: the checks of device data of Device::check_int_range, and the host's waits.
+class DeferredChecks {
+public:
+    DeferredChecks() = default;
+    ~DeferredChecks();
+    DeferredChecks(const DeferredChecks&) = delete;
+    DeferredChecks& operator=(const DeferredChecks&) = delete;
+
+    void check_int_range(const Queue& queue, const IntRangeCheck& range, DescribeBadElement describe);
+    void check_floats(const Queue& queue, const FloatCheck& floats, DescribeBadElement describe);
+    // Waits for the queue, then throws the first failure among the checks queued before.
+    void wait(const Queue& queue);
+    int64_t waits() const { return waits_; }
+    int64_t pending() const { return static_cast<int64_t>(pending_.size()); }
+
+private:
+    struct Pending {
+        std::string function;
+        DescribeBadElement describe;
+    };
+    // One slot of device memory per pending check: its kernel atomically keeps the smallest
+    // (index << 32 | bits) of a bad element; all ones while none.
+    unsigned long long* next_slot(const Queue& queue, DescribeBadElement describe);
+
+    unsigned long long* slots_ = nullptr;
+    std::vector<Pending> pending_;
+    int64_t waits_ = 0;
+};
+
 // memory.cu
 void launch_copy(const Queue& queue, const Layout& destination, const Layout& source, int64_t element_size);
 void launch_fill(const Queue& queue, const Layout& tensor, uint32_t pattern, int64_t element_size);
@@ -76,8 +110,7 @@ void launch_norm_forward(const Queue& queue, bool rms, const cpu::NormForwardArg
 void launch_norm_backward(const Queue& queue, bool rms, const cpu::NormBackwardArgs& args, float* dgamma, float* dbeta,
                           bool accumulate);
 
-// int8.cu. The quantizing launchers check their input for non-finite values first, which
-// synchronizes (the error must be reported before any output is written).
+// int8.cu. The quantizing launchers queue a check of their input for non-finite values.
 void launch_quantize_int8(const Queue& queue, const cpu::QuantizeArgs& args);
 void launch_dequantize_int8(const Queue& queue, const cpu::DequantizeArgs& args);
 void launch_gemm_int8(const Queue& queue, const cpu::GemmArgs& args);
@@ -95,8 +128,7 @@ void launch_row_reduce(const Queue& queue, const RowReduceLaunch& launch);
 // adamw.cu
 void launch_adamw(const Queue& queue, const AdamwLaunch& launch);
 
-// embedding.cu. first_id_out_of_range synchronizes.
-int64_t first_id_out_of_range(const Queue& queue, const DeviceIds& ids, int64_t V, int32_t* value);
+// embedding.cu. Ids outside [0, V) (reported by the caller's check) are skipped.
 void launch_embedding_forward(const Queue& queue, const EmbeddingLaunch& launch);
 void launch_embedding_backward(const Queue& queue, const EmbeddingLaunch& launch);
 

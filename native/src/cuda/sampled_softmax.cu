@@ -54,11 +54,16 @@ __global__ void store_draws_kernel(cpu::SamplerDraws d, const int32_t* staged_sa
 
 // ---- Forward --------------------------------------------------------------------------------
 
+// Targets and samples outside [0, V), which the exported op's deferred checks report, are
+// treated as ignored rows and removed samples, so that no kernel reads or writes past weight.
+__device__ bool in_vocabulary(int64_t c, int64_t V) { return c >= 0 && c < V; }
+
 // gathered [S, D] = the rows samples[s] of weight.
-__global__ void gather_rows_kernel(const float* weight, int64_t weight_stride, const int32_t* samples, int64_t S, int64_t D,
-                                   float* gathered) {
+__global__ void gather_rows_kernel(const float* weight, int64_t weight_stride, int64_t V, const int32_t* samples, int64_t S,
+                                   int64_t D, float* gathered) {
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < S * D; i += int64_t{gridDim.x} * blockDim.x) {
-        gathered[i] = weight[samples[i / D] * weight_stride + i % D];
+        const int64_t c = samples[i / D];
+        gathered[i] = in_vocabulary(c, V) ? weight[c * weight_stride + i % D] : 0.0f;
     }
 }
 
@@ -70,7 +75,7 @@ __global__ void forward_rows_kernel(cpu::SampledArgs in, float* z, int64_t z_str
     for (int64_t n = blockIdx.x; n < in.N; n += gridDim.x) {
         float* zn = z + n * z_stride;
         const int64_t target = in.targets[n];
-        if (target < 0) {
+        if (!in_vocabulary(target, in.V)) {
             if (threadIdx.x == 0) loss[n] = 0.0f;
             if (probs_out) {
                 for (int64_t j = threadIdx.x; j < width; j += blockDim.x) zn[j] = 0.0f;
@@ -89,7 +94,7 @@ __global__ void forward_rows_kernel(cpu::SampledArgs in, float* z, int64_t z_str
         for (int64_t s = threadIdx.x; s < in.S; s += blockDim.x) {
             const int32_t c = in.samples[s];
             float logit = -INFINITY;
-            if (!(in.remove_accidental_hits && c == target)) {
+            if (in_vocabulary(c, in.V) && !(in.remove_accidental_hits && c == target)) {
                 const float offset = (in.bias ? in.bias[c] : 0.0f) - (in.sample_counts ? logf(in.sample_counts[s]) : 0.0f);
                 logit = zn[1 + s] + offset;
             }
@@ -117,7 +122,7 @@ __global__ void dlogits_kernel(cpu::SampledBackwardArgs a, float* dz) {
     const int64_t width = a.in.S + 1;
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < a.in.N * width; i += int64_t{gridDim.x} * blockDim.x) {
         const int64_t n = i / width, j = i % width;
-        if (a.in.targets[n] < 0) {
+        if (!in_vocabulary(a.in.targets[n], a.in.V)) {
             dz[i] = 0.0f;
             continue;
         }
@@ -133,7 +138,7 @@ __global__ void add_target_rows_kernel(cpu::SampledBackwardArgs a, const float* 
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < a.in.N * D; i += int64_t{gridDim.x} * blockDim.x) {
         const int64_t n = i / D, d = i % D;
         const int64_t target = a.in.targets[n];
-        if (target < 0) continue;
+        if (!in_vocabulary(target, a.in.V)) continue;
         float* dh = a.dhidden + n * a.dhidden_stride + d;
         *dh = *dh + dz[n * width] * a.in.weight[target * a.in.weight_stride + d];
     }
@@ -147,11 +152,12 @@ __global__ void zero_parameter_gradients_kernel(float* dweight, int64_t dweight_
     }
 }
 
-// keys: the samples' classes, then the rows' targets (negative: ignored); sources 0..S + N - 1.
-__global__ void class_entries_kernel(const int32_t* samples, int64_t S, const int32_t* targets, int64_t N, int32_t* keys,
-                                     int32_t* sources) {
+// keys: the samples' classes, then the rows' targets (-1: ignored); sources 0..S + N - 1.
+__global__ void class_entries_kernel(const int32_t* samples, int64_t S, const int32_t* targets, int64_t N, int64_t V,
+                                     int32_t* keys, int32_t* sources) {
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < S + N; i += int64_t{gridDim.x} * blockDim.x) {
-        keys[i] = i < S ? samples[i] : targets[i - S];
+        const int32_t c = i < S ? samples[i] : targets[i - S];
+        keys[i] = in_vocabulary(c, V) ? c : -1;
         sources[i] = static_cast<int32_t>(i);
     }
 }
@@ -221,8 +227,8 @@ void launch_sampled_softmax_forward(const Queue& queue, const cpu::SampledForwar
     float* z = a.probs ? a.probs : logits.as<float>();
     const int64_t z_stride = a.probs ? a.probs_stride : width;
 
-    gather_rows_kernel<<<grid_for(queue, S * D, kThreads), kThreads, 0, queue.stream>>>(in.weight, in.weight_stride, in.samples, S,
-                                                                                        D, gathered.as<float>());
+    gather_rows_kernel<<<grid_for(queue, S * D, kThreads), kThreads, 0, queue.stream>>>(in.weight, in.weight_stride, in.V,
+                                                                                        in.samples, S, D, gathered.as<float>());
     check_launch("gather_rows_kernel");
     sgemm_rows(queue, false, true, N, S, D, 1.0f, in.hidden, in.hidden_stride, gathered.as<float>(), D, 0.0f, z + 1, z_stride);
     forward_rows_kernel<<<row_blocks(N), kRowThreads, 0, queue.stream>>>(in, z, z_stride, a.probs != nullptr, a.loss);
@@ -257,8 +263,8 @@ void launch_sampled_softmax_backward(const Queue& queue, const cpu::SampledBackw
 
     dlogits_kernel<<<grid_for(queue, N * width, kThreads), kThreads, 0, queue.stream>>>(a, dz);
     check_launch("dlogits_kernel");
-    gather_rows_kernel<<<grid_for(queue, S * D, kThreads), kThreads, 0, queue.stream>>>(in.weight, in.weight_stride, in.samples, S,
-                                                                                        D, gathered.as<float>());
+    gather_rows_kernel<<<grid_for(queue, S * D, kThreads), kThreads, 0, queue.stream>>>(in.weight, in.weight_stride, in.V,
+                                                                                        in.samples, S, D, gathered.as<float>());
     check_launch("gather_rows_kernel");
     sgemm_rows(queue, false, false, N, D, S, 1.0f, dz + 1, width, gathered.as<float>(), D, 0.0f, a.dhidden, a.dhidden_stride);
     add_target_rows_kernel<<<grid_for(queue, N * D, kThreads), kThreads, 0, queue.stream>>>(a, dz);
@@ -282,8 +288,8 @@ void launch_sampled_softmax_backward(const Queue& queue, const cpu::SampledBackw
     int32_t* sources_in = keys_in + entries;
     int32_t* keys_sorted = sources_in + entries;
     int32_t* sources_sorted = keys_sorted + entries;
-    class_entries_kernel<<<grid_for(queue, entries, kThreads), kThreads, 0, queue.stream>>>(in.samples, S, in.targets, N, keys_in,
-                                                                                            sources_in);
+    class_entries_kernel<<<grid_for(queue, entries, kThreads), kThreads, 0, queue.stream>>>(in.samples, S, in.targets, N, V,
+                                                                                            keys_in, sources_in);
     check_launch("class_entries_kernel");
     check(cub::DeviceRadixSort::SortPairs(sort_memory.as<void>(), sort_bytes, keys_in, keys_sorted, sources_in, sources_sorted,
                                           entry_count, 0, 32, queue.stream),

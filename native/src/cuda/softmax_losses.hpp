@@ -13,10 +13,6 @@ namespace ne::cuda {
 
 // ---- cross_entropy.cu ----
 
-// See Device::first_class_out_of_range and Device::first_invalid_count. Both synchronize.
-int64_t first_class_out_of_range(const Queue& queue, const int32_t* ids, int64_t count, int64_t V, bool negatives_ignored,
-                                 int32_t* value);
-int64_t first_invalid_count(const Queue& queue, const float* counts, int64_t count, const int32_t* targets, float* value);
 
 void launch_cross_entropy_forward(const Queue& queue, const cpu::CrossEntropyForwardArgs& args);
 void launch_cross_entropy_backward(const Queue& queue, const cpu::CrossEntropyBackwardArgs& args);

@@ -300,6 +300,40 @@ TEST_P(AttentionKernels, FullyMaskedRowsAreExactlyZero) {
     EXPECT_EQ(masked_rows, 28 * p.H);
 }
 
+// Keys at and after a sequence's length are padding (an unwritten cache slot, say): NaN in k and
+// v there must not reach out, lse or a gradient, on the tiled paths (a key block that ends past
+// the length) and on the decode path.
+TEST_P(AttentionKernels, PaddingKeysAreNeverRead) {
+    uint64_t seed = 500;
+    for (const Problem& p : {Problem{2, 70, 90, 2, 1, 24, true, {90, 40}}, Problem{2, 6, 70, 2, 2, 16, false, {70, 33}},
+                             Problem{2, 1, 200, 4, 2, 64, true, {200, 77}}}) {
+        SCOPED_TRACE(p.describe());
+        HostInputs in = make_inputs(p, seed += 10);
+        for (int64_t b = 0; b < p.B; ++b) {
+            for (int64_t j = p.length(b); j < p.Tk; ++j) {
+                for (int64_t kv = 0; kv < p.Hkv; ++kv) {
+                    for (int64_t d = 0; d < p.D; ++d) {
+                        in.k[p.at(b, j, p.Tk, kv, p.Hkv, d)] = std::numeric_limits<float>::quiet_NaN();
+                        in.v[p.at(b, j, p.Tk, kv, p.Hkv, d)] = std::numeric_limits<float>::quiet_NaN();
+                    }
+                }
+            }
+        }
+        const Oracle expected = oracle(p, in);
+        Tensors t(context.get(), p, in);
+        const ne_attention_params params = attention_params(p.causal);
+        NE_ASSERT_OK(t.forward(context.get(), params));
+        EXPECT_TRUE(all_near(read<float>(t.out.get()), expected.out, kForwardTolerance)) << "out";
+        EXPECT_TRUE(all_near(read<float>(t.lse.get()), expected.lse, kForwardTolerance)) << "lse";
+        write(t.out.get(), to_float(expected.out));
+        write(t.lse.get(), to_float(expected.lse));
+        NE_ASSERT_OK(t.backward(context.get(), params));
+        EXPECT_TRUE(all_near(read<float>(t.dq.get()), expected.dq, kBackwardTolerance)) << "dq";
+        EXPECT_TRUE(all_near(read<float>(t.dk.get()), expected.dk, kBackwardTolerance)) << "dk";
+        EXPECT_TRUE(all_near(read<float>(t.dv.get()), expected.dv, kBackwardTolerance)) << "dv";
+    }
+}
+
 // ---- Strided views ---------------------------------------------------------------------------
 
 // A [B, T, heads, D] view into a buffer of rows padded to D + pad, the padding holding kSentinel.

@@ -357,8 +357,10 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
     float max = kMinusInfinity, sum = 0.0f;  // of the row: running max of s, sum of exp(s - max)
     for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
         __syncthreads();  // every warp is done with the previous k and v
-        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
-        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+        // Keys no row of the block sees load as zeros: P V multiplies them by a zero
+        // probability, which would turn a non-finite padding key (past L) into NaN.
+        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
+        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
         __syncthreads();
         warp_product<T::kBlock, kHeadDim, false, true>(q_tile + warp * 16 * T::kLdElements, T::kLdElements, k_tile,
                                                        T::kLdElements, scores + warp * 16 * T::kLdScores, T::kLdScores, false);
@@ -667,8 +669,9 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThre
     zero_accumulators<T>(dq_acc);
     for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
         __syncthreads();  // the tiles above are loaded; every warp is done with the previous k and v
-        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
-        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+        // As in the forward: dS K must not multiply a zero dS by a key no row sees.
+        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
+        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
         __syncthreads();
         warp_probabilities<T, E>(q_tile, dout_tile, k_tile, v_tile, scores, dscores, nullptr, dprobabilities, key0, row_visible,
                                  row_lse, row_delta, p.scale);

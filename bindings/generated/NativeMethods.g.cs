@@ -152,6 +152,17 @@ namespace NativeEngine.Interop
         public fixed byte DeviceName[128];
     }
 
+    /// <summary>What a context has done that costs the host time (ne_context_get_activity).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal unsafe struct NeContextActivity
+    {
+        public uint StructSize;
+        /// <summary>Times the host has waited for the context&apos;s queued work: synchronizations, reads, copies to host memory, and rare waits for staging memory. Always 0 on the CPU backend.</summary>
+        public long HostWaits;
+        /// <summary>Checks of device data queued but not yet reported (see ne_context_synchronize).</summary>
+        public long PendingChecks;
+    }
+
     /// <summary>Live object counts, for leak checks and memory reporting.</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal unsafe struct NeMemoryStats
@@ -346,6 +357,7 @@ namespace NativeEngine.Interop
             "ne_context_destroy",
             "ne_context_get_info",
             "ne_context_synchronize",
+            "ne_context_get_activity",
             "ne_get_memory_stats",
             "ne_context_get_memory_stats",
             "ne_tensor_create",
@@ -414,9 +426,13 @@ namespace NativeEngine.Interop
         [LibraryImport(LibraryName, EntryPoint = "ne_context_get_info")]
         internal static partial Status ne_context_get_info(ContextHandle context, NeContextInfo* out_info);
 
-        /// <summary>Waits until all work queued on the context has finished (a no-op on the CPU backend).</summary>
+        /// <summary>Waits until all work queued on the context has finished (a no-op on the CPU backend). Checks of device data. On a device backend, the values an operation must validate but that live in device memory (ids and class ids within their table, finite inputs to quantize, positive expected counts, key lengths within Tk) are checked by the device while the host goes on, so that a training step never waits for the device. The host learns the outcome at the context&apos;s next wait: ne_context_synchronize, ne_tensor_read, a copy to host memory or between contexts. That call then returns NE_STATUS_INVALID_ARGUMENT with the message of the first failed check, which names the operation that queued it (&quot;ne_embedding_forward: argument &apos;ids&apos;: element 3 is 8; expected ...&quot;); the outputs of that operation are unspecified, but it touched no memory outside its tensors. On the CPU backend the operation itself fails.</summary>
         [LibraryImport(LibraryName, EntryPoint = "ne_context_synchronize")]
         internal static partial Status ne_context_synchronize(ContextHandle context);
+
+        /// <summary>Counts of the context&apos;s host waits, to show that a loop (a training step) makes none.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "ne_context_get_activity")]
+        internal static partial Status ne_context_get_activity(ContextHandle context, NeContextActivity* out_activity);
 
         /// <summary>Library-wide live object counts.</summary>
         [LibraryImport(LibraryName, EntryPoint = "ne_get_memory_stats")]

@@ -139,10 +139,25 @@ public sealed class Context : IDisposable
         return MemoryStats.From(stats);
     }
 
+    /// <summary>The context's count of host waits and of checks not yet reported.</summary>
+    /// <returns>A snapshot.</returns>
+    /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
+    /// <exception cref="NativeEngineException">The native call failed.</exception>
+    public unsafe ContextActivity GetActivity()
+    {
+        var activity = new NeContextActivity { StructSize = (uint)sizeof(NeContextActivity) };
+        NativeStatus.Check(NativeMethods.ne_context_get_activity(Handle, &activity));
+        return new ContextActivity(activity.HostWaits, activity.PendingChecks);
+    }
+
     /// <summary>Waits until all work queued on the context has finished (a no-op on the CPU backend,
     /// whose kernels return when they are done).</summary>
+    /// <remarks>On a device backend, values that operations validate but that live in device memory (ids, class
+    /// targets, inputs to quantize, key lengths) are checked by the device while the host goes on; this call, and any
+    /// other that waits for the device (reading a tensor), then throws for the first failed check, naming the
+    /// operation that queued it. On the CPU the operation itself throws.</remarks>
     /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
-    /// <exception cref="NativeEngineException">The device reported an error.</exception>
+    /// <exception cref="NativeEngineException">The device reported an error, or a check of device data failed.</exception>
     public void Synchronize() => NativeStatus.Check(NativeMethods.ne_context_synchronize(Handle));
 
     /// <summary>Releases the caller's reference to the native context. Tensors still alive keep its

@@ -58,6 +58,8 @@ internal static class TrainJob
     private const double TextLearningRate = 1e-3;
 
     private const int ExamplesShown = 5;
+    // Reported steps read the loss back; on a device the steps between make no host wait.
+    private const long LogEvery = 10;
 
     public static int Run(TrainRequest request)
     {
@@ -115,6 +117,7 @@ internal static class TrainJob
                 MaxGradNorm = 1f,
                 Loss = request.Loss == LossKind.Sampled ? new LossOptions(LossKind.Sampled, request.Samples) : LossOptions.Full,
                 EvalEvery = request.EvalEvery ?? Math.Max(1, steps / 5),
+                LogEvery = LogEvery,
                 EvalBatches = 4,
                 CheckpointEvery = request.CheckpointEvery ?? Math.Max(1, steps / 4),
                 CheckpointDirectory = checkpointPath,
@@ -160,6 +163,12 @@ internal static class TrainJob
             AnsiConsole.MarkupLine(
                 $"trained steps {result.FirstStep}..{result.LastStep} in {trainTime.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s " +
                 $"({(trainer.TrainedTokens / Math.Max(1e-9, trainTime.TotalSeconds)).ToString("F0", CultureInfo.InvariantCulture)} trained tokens/s over the run)");
+            if (context.Backend != Backend.Cpu)
+            {
+                AnsiConsole.MarkupLine(
+                    $"host waits for the device: {result.HostWaits} over {result.LastStep - result.FirstStep + 1} steps " +
+                    $"(the loss is read every {LogEvery} steps; evaluations and checkpoints read too; other steps wait for nothing)");
+            }
             AnsiConsole.MarkupLine($"checkpoint: [bold]{Markup.Escape(checkpointPath)}[/]");
             if (trainer.LossCurvePngPath is { } png)
             {

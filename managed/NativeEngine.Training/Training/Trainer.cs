@@ -213,6 +213,7 @@ public sealed class Trainer : IDisposable
         double? lastLoss = null;
         EvaluationResult? lastEvaluation = null;
         var module = _model.Module;
+        var waitsBefore = module.Context.GetActivity().HostWaits;
         if (firstStep <= Options.Steps)
         {
             _logger.RunStarting(firstStep, Options.Steps, module.ParameterCount, Options.BatchSize, Options.AccumulationSteps,
@@ -274,7 +275,8 @@ public sealed class Trainer : IDisposable
             WriteLossCurve();
             _logger.Finished(Step, runClock.Elapsed);
         }
-        return new TrainingResult(firstStep, Step, lastLoss, lastEvaluation, runClock.Elapsed);
+        return new TrainingResult(firstStep, Step, lastLoss, lastEvaluation, runClock.Elapsed,
+            module.Context.GetActivity().HostWaits - waitsBefore);
     }
 
     /// <summary>The full-softmax loss of the model on the first <see cref="TrainerOptions.EvalBatches"/> evaluation

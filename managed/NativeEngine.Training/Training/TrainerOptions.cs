@@ -63,7 +63,7 @@ public sealed record TrainerOptions
 
     /// <summary>Report progress (and add a point to the loss curve) every this many steps, &gt;= 1; steps that
     /// evaluate, save a checkpoint or end the run are reported too. Only reported steps copy their loss to the
-    /// host. Default: 1.</summary>
+    /// host: on a device backend the other steps never make the host wait for the device. Default: 1.</summary>
     public long LogEvery { get; init; } = 1;
 
     /// <summary>Save a checkpoint every this many steps (and at the last step) when

@@ -39,8 +39,9 @@ namespace {
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 constexpr unsigned kFullMask = 0xffffffffu;
 
-// Dynamic shared memory a tiled kernel may use: within sm_80's 163 KiB opt-in (sm_90 has
-// 227 KiB), so that one binary serves both.
+// Dynamic shared memory a tiled kernel may use, fixed at compile time by the tile traits:
+// within sm_80's 163 KiB opt-in (sm_90 has 227 KiB), so that one binary serves both. launch()
+// compares it with the device's queried limit and refuses devices with less (sm_86/89: 99 KiB).
 constexpr int64_t kSharedBudget = 160 * 1024;
 constexpr int64_t kSharedAlignment = 128;
 // Up to this many queries per sequence and head take the split-key decode path.
@@ -739,6 +740,10 @@ template <class Params>
 void launch(const Queue& queue, void (*kernel)(Params, int), int threads, int64_t shared_bytes, int64_t blocks, const Params& params,
             int count, const char* name) {
     expect_grid(blocks, name);
+    if (shared_bytes > queue.max_shared_bytes_per_block) {
+        fail(NE_STATUS_UNSUPPORTED, name, " needs ", shared_bytes, " bytes of shared memory per block; this device allows ",
+             queue.max_shared_bytes_per_block, " (the tiles are sized for sm_80 and sm_90)");
+    }
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)),
           "cudaFuncSetAttribute (attention shared memory)");
     kernel<<<static_cast<unsigned>(blocks), static_cast<unsigned>(threads), static_cast<size_t>(shared_bytes), queue.stream>>>(

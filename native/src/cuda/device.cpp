@@ -209,6 +209,7 @@ public:
         check(cudaGetDeviceProperties(&properties, index), "cudaGetDeviceProperties");
         name_ = properties.name;
         queue_.sm_count = properties.multiProcessorCount;
+        queue_.max_shared_bytes_per_block = static_cast<int64_t>(properties.sharedMemPerBlockOptin);
         int pools = 0;
         check(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, index), "cudaDeviceGetAttribute");
         queue_.stream_ordered_memory = pools != 0;

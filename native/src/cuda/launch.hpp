@@ -31,6 +31,7 @@ struct Queue {
     cublasLtHandle_t blas_lt;
     int32_t device;
     int32_t sm_count;
+    int64_t max_shared_bytes_per_block;  // the opt-in limit of dynamic shared memory
     bool stream_ordered_memory;  // cudaMallocAsync is supported
     MemoryCounters* counters;    // the context's, where scratch memory counts
     DeferredChecks* checks;      // the context's checks of device data, reported at its waits

@@ -17,6 +17,20 @@ public sealed class ContextTests
     }
 
     [Fact]
+    public void ACpuContextNeverWaitsAndDefersNoCheck()
+    {
+        using var context = Context.Create(new ContextOptions { Backend = Backend.Cpu });
+        using var ids = Tensor.FromArray<int>(context, [0, 5], 2);
+        using var table = Tensor.Create(context, Dtype.F32, 4, 3);
+        using var rows = Tensor.Create(context, Dtype.F32, 2, 3);
+
+        var error = Assert.Throws<NativeEngineException>(() => Ops.EmbeddingForward(context, table, ids, rows));
+        Assert.Contains("element 1 is 5", error.Message);
+        context.Synchronize();
+        Assert.Equal(new ContextActivity(0, 0), context.GetActivity());
+    }
+
+    [Fact]
     public void OptionsAreApplied()
     {
         using var context = Context.Create(new ContextOptions { NumThreads = 1, SimdLevel = SimdLevel.Scalar });
@@ -94,6 +108,7 @@ public sealed class ContextTests
         Assert.Throws<ObjectDisposedException>(() => context.NumThreads);
         Assert.Throws<ObjectDisposedException>(() => context.GetMemoryStats());
         Assert.Throws<ObjectDisposedException>(() => context.Synchronize());
+        Assert.Throws<ObjectDisposedException>(() => context.GetActivity());
         Assert.Throws<ObjectDisposedException>(() => Tensor.Create(context, Dtype.F32, 2));
         Assert.Equal("Context(disposed)", context.ToString());
     }

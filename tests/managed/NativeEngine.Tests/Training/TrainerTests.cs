@@ -332,6 +332,29 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(0, run.Context.GetMemoryStats().LiveTensors);
     }
 
+    // On a device (NE_BACKEND=cuda, as the GPU harness runs this suite): steps that are not reported make the host
+    // wait for nothing, ids and targets being checked on the device and the batches uploaded without waiting; the
+    // last step reads its loss and gradient norm, two waits.
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 2)]
+    public void StepsBetweenReportsMakeNoHostWait(bool sampled, int accumulationSteps)
+    {
+        var options = TrainingRun.BaseOptions with
+        {
+            Steps = 12, LogEvery = 100, AccumulationSteps = accumulationSteps,
+            Loss = sampled ? new LossOptions(LossKind.Sampled, 4) : LossOptions.Full,
+        };
+        using var run = new TrainingRun(options, dropout: 0.1f);
+        if (run.Context.Backend == Backend.Cpu)
+        {
+            Assert.Skip("Needs a device backend (NE_BACKEND=cuda on a GPU machine): the CPU never waits.");
+        }
+        var result = run.Trainer.Run(null, Ct);
+        Assert.Equal(2, result.HostWaits);
+        Assert.Equal(0, run.Context.GetActivity().PendingChecks);
+    }
+
     [Fact]
     public void WithoutACheckpointTryResumeStartsFresh()
     {

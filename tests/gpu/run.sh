@@ -12,7 +12,9 @@
 #    kernels (every element type, tiled and decode paths) under racecheck (shared memory hazards);
 # 4. runs the managed tests with a .NET runtime brought in .device/ (tests/gpu/prepare-device.sh
 #    makes it on a machine with the SDK), when present;
-# 5. runs the GPU benchmarks beside PyTorch's (torch_bench.py) and prints ours, PyTorch's and the
+# 5. runs the main job's model and step in PyTorch (torch_train.py), for tokens per second beside
+#    the main job on CUDA and on the CPU;
+# 6. runs the GPU benchmarks beside PyTorch's (torch_bench.py) and prints ours, PyTorch's and the
 #    ratio.
 # Environment: NE_CUDA_ARCH (default: the GPU's compute capability), NE_GPU_RESULTS (the file);
 # OUT, when set to a directory (the device tool's), receives a copy of the results file.
@@ -118,6 +120,10 @@ if [[ -f .device/dotnet.tgz && -f .device/managed.tgz ]]; then
 else
   section "Managed tests" echo ".device/dotnet.tgz or .device/managed.tgz missing (run tests/gpu/prepare-device.sh): skipped"
 fi
+
+# The same architecture and training step in PyTorch on this GPU: its trained tokens per second
+# beside the main job's on CUDA and on the CPU above.
+section "Main job's model and step in PyTorch (tests/gpu/torch_train.py)" python3 tests/gpu/torch_train.py
 
 ours=$(mktemp)
 theirs=$(mktemp)

@@ -1,19 +1,24 @@
 // Log-uniform sampling and the sampled softmax, on every backend configuration: the sampler
 // against its documented draws and the log-uniform distribution, expected counts against their
-// formulas in long double; the loss against a double-precision oracle, against the full
-// cross-entropy when every class is sampled, against hand-computed cases and against finite
-// differences; scattering of duplicate classes, accumulation, determinism and argument checks.
+// formulas in long double, the sampler's own exp against the C library's; the loss against a
+// double-precision oracle, against the full cross-entropy when every class is sampled, against
+// hand-computed cases and against finite differences; scattering of duplicate classes,
+// accumulation, determinism and argument checks.
 //
 // Tolerances, as |actual - expected| <= tolerance * (1 + |expected|):
-// - expected counts: 1e-6 relative (float rounding of a double formula).
+// - expected counts: 1e-6 relative (float rounding of a double formula); across backends, 4
+//   float ulps (each backend's log1p and expm1 in double).
 // - forward (loss, probs): 5e-6; backward (dhidden, dweight, dbias): 2e-5, as for the full
 //   cross-entropy (test_cross_entropy.cpp): the errors seen are about 10x smaller.
 #include "test_support.hpp"
+
+#include "cpu/log_uniform.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <set>
 
 using namespace ne_test;
@@ -55,7 +60,9 @@ Draws sample(ne_context* context, int64_t V, int64_t S, uint64_t seed, int32_t u
 
 // The draws as sampled_softmax.cpp documents them, written out independently: SplitMix64 from
 // the seed, u = (bits >> 11) * 2^-53, c = floor(exp(u * log(V + 1))) - 1 clamped to [0, V - 1];
-// unique sampling keeps first occurrences until S classes and counts every draw in tries.
+// unique sampling keeps first occurrences until S classes and counts every draw in tries. exp is
+// the sampler's own (checked against the C library's by LogUniformExp below): the draws are
+// specified with it.
 struct DocumentedDraws {
     std::vector<int32_t> samples;
     int64_t tries;
@@ -73,7 +80,7 @@ DocumentedDraws documented_draws(int64_t V, int64_t S, uint64_t seed, bool uniqu
     const double log_range = std::log(static_cast<double>(V) + 1.0);
     const auto draw = [&] {
         const double u = static_cast<double>(next() >> 11) * 0x1p-53;
-        const int64_t c = static_cast<int64_t>(std::floor(std::exp(u * log_range))) - 1;
+        const int64_t c = static_cast<int64_t>(std::floor(ne::log_uniform::log_uniform_exp(u * log_range))) - 1;
         return static_cast<int32_t>(std::clamp<int64_t>(c, 0, V - 1));
     };
     DocumentedDraws out{{}, 0};
@@ -114,15 +121,18 @@ protected:
     Context context = make_context(GetParam());
 };
 
-// Independent and unique sampling, from one class to 100000; the last case draws every class.
+// Independent and unique sampling, from one class to 100000, from one sample to 8192; the cases
+// with S = V (unique) draw every class.
 TEST_P(LogUniformSampler, FollowsTheDocumentedDrawsAndCountFormulas) {
     struct Case {
         int64_t V, S;
         int32_t unique;
         uint64_t seed;
     };
-    const Case cases[] = {{1, 1, 0, 1}, {1, 1, 1, 2}, {1, 5, 0, 3}, {5, 3, 0, 4}, {10, 25, 0, 5}, {1000, 64, 1, 6},
-                          {100000, 1024, 1, 7}, {100000, 1024, 0, 8}, {40, 40, 1, 9}};
+    const Case cases[] = {{1, 1, 0, 1},          {1, 1, 1, 2},          {1, 5, 0, 3},       {5, 3, 0, 4},
+                          {10, 25, 0, 5},        {1000, 64, 1, 6},      {100000, 1024, 1, 7}, {100000, 1024, 0, 8},
+                          {40, 40, 1, 9},        {100000, 1, 1, 10},    {100000, 1, 0, 11}, {100000, 8192, 1, 12},
+                          {100000, 8192, 0, 13}, {3000, 3000, 1, 14}};
     for (const Case& c : cases) {
         SCOPED_TRACE("V=" + std::to_string(c.V) + " S=" + std::to_string(c.S) + " unique=" + std::to_string(c.unique));
         const std::vector<int32_t> targets{0, -1, static_cast<int32_t>(c.V - 1), static_cast<int32_t>(c.V / 2), -100};
@@ -162,13 +172,38 @@ TEST_P(LogUniformSampler, SameSeedSameDrawsOtherSeedOtherDraws) {
     }
 }
 
-// Every backend draws the CPU's samples: the same classes and sample counts bit for bit (a device
-// stores the host's draws), and target counts within one float ulp (a device evaluates the same
-// double formulas with its own log1p and expm1, each within an ulp of exact in double).
+// How many floats lie between two finite floats of the same sign (0: equal).
+int64_t float_steps_apart(float a, float b) {
+    int32_t a_bits = 0, b_bits = 0;
+    std::memcpy(&a_bits, &a, sizeof a);
+    std::memcpy(&b_bits, &b, sizeof b);
+    return std::abs(static_cast<int64_t>(a_bits) - static_cast<int64_t>(b_bits));
+}
+
+::testing::AssertionResult counts_within_ulps(const std::vector<float>& actual, const std::vector<float>& expected) {
+    constexpr int64_t kCountUlps = 4;
+    if (actual.size() != expected.size()) {
+        return ::testing::AssertionFailure() << "size " << actual.size() << ", expected " << expected.size();
+    }
+    for (size_t i = 0; i < actual.size(); ++i) {
+        if (float_steps_apart(actual[i], expected[i]) > kCountUlps) {
+            return ::testing::AssertionFailure() << "count " << i << " is " << actual[i] << ", expected " << expected[i]
+                                                 << " within " << kCountUlps << " ulps";
+        }
+    }
+    return ::testing::AssertionSuccess();
+}
+
+// Every backend draws the CPU's samples: the same classes (every backend computes them with the
+// same code, cpu/log_uniform.hpp), and expected counts within a few float ulps (a device
+// evaluates the same double formulas with its own log1p and expm1, each within an ulp of exact
+// in double). Large V with many unique samples takes a device's unique sampler through many
+// rounds of draws.
 TEST_P(LogUniformSampler, DrawsEqualTheCpuDraws) {
     Context cpu = make_cpu_context();
     for (int32_t unique : {0, 1}) {
-        for (const auto& [V, S] : {std::pair<int64_t, int64_t>{7, 20}, {1000, 64}, {100000, 1024}}) {
+        for (const auto& [V, S] : {std::pair<int64_t, int64_t>{1, 1}, {1, 5}, {7, 20}, {50, 50}, {1000, 64}, {100000, 1},
+                                   {100000, 1024}, {100000, 8192}}) {
             SCOPED_TRACE("V=" + std::to_string(V) + " S=" + std::to_string(S) + " unique=" + std::to_string(unique));
             if (unique == 1 && S > V) continue;
             std::vector<int32_t> targets;
@@ -176,15 +211,8 @@ TEST_P(LogUniformSampler, DrawsEqualTheCpuDraws) {
             const Draws ours = sample(context.get(), V, S, 31 + static_cast<uint64_t>(V), unique, targets);
             const Draws reference = sample(cpu.get(), V, S, 31 + static_cast<uint64_t>(V), unique, targets);
             EXPECT_EQ(ours.samples, reference.samples);
-            EXPECT_TRUE(bitwise_equal(ours.sample_counts, reference.sample_counts));
-            ASSERT_EQ(ours.target_counts.size(), reference.target_counts.size());
-            for (size_t n = 0; n < targets.size(); ++n) {
-                const float expected = reference.target_counts[n];
-                const float actual = ours.target_counts[n];
-                EXPECT_TRUE(actual == expected || actual == std::nextafter(expected, 0.0f) ||
-                            actual == std::nextafter(expected, 2.0f * expected))
-                    << "row " << n << " (target " << targets[n] << "): " << actual << " vs " << expected;
-            }
+            EXPECT_TRUE(counts_within_ulps(ours.sample_counts, reference.sample_counts)) << "sample counts";
+            EXPECT_TRUE(counts_within_ulps(ours.target_counts, reference.target_counts)) << "target counts";
         }
     }
 }
@@ -215,6 +243,42 @@ TEST(LogUniformSamplerDistribution, MatchesLogUniformProbabilities) {
     }
     EXPECT_LT(static_cast<double>(chi_square), 1250.0);
     EXPECT_TRUE(counts_match(draws.sample_counts, draws.samples, V, S, S, false));
+}
+
+// The sampler's exp (cpu/log_uniform.hpp) over its whole range, [0, 22] (log(V + 1) < 21.5):
+// within 4e-16 relative of the C library's exp (each is within about an ulp, 2.2e-16, of exact).
+TEST(LogUniformExp, AgreesWithTheCLibrary) {
+    std::mt19937_64 generator(20240602);
+    std::uniform_real_distribution<double> range(0.0, 22.0);
+    double worst = 0.0;
+    for (int i = 0; i < 1000000; ++i) {
+        const double x = i < 1000 ? 22.0 * i / 1000 : range(generator);
+        const double expected = std::exp(x);
+        worst = std::max(worst, std::abs(ne::log_uniform::log_uniform_exp(x) - expected) / expected);
+    }
+    EXPECT_LT(worst, 4e-16);
+    EXPECT_EQ(ne::log_uniform::log_uniform_exp(0.0), 1.0);
+}
+
+// The classes of the sampler's exp are the C library's, floor(exp(u log(V + 1))) - 1, except
+// where exp lands within 1e-12 (relative) of an integer, where an ulp may move the class.
+TEST(LogUniformExp, ClassesMatchTheCLibraryAwayFromBoundaries) {
+    for (const int64_t V : {int64_t{10}, int64_t{100000}, int64_t{2147483648}}) {
+        SCOPED_TRACE("V=" + std::to_string(V));
+        const double log_range = std::log(static_cast<double>(V) + 1.0);
+        int64_t near_boundary = 0;
+        for (uint64_t index = 0; index < 200000; ++index) {
+            const double u = static_cast<double>(ne::log_uniform::splitmix64(99, index) >> 11) * 0x1p-53;
+            const double exact = std::exp(u * log_range);
+            if (std::abs(exact - std::round(exact)) < 1e-12 * exact) {
+                ++near_boundary;
+                continue;
+            }
+            const int64_t expected = std::clamp<int64_t>(static_cast<int64_t>(std::floor(exact)) - 1, 0, V - 1);
+            ASSERT_EQ(ne::log_uniform::log_uniform_class(99, index, log_range, V), expected) << "draw " << index;
+        }
+        EXPECT_LT(near_boundary, 100);
+    }
 }
 
 // ---- The sampled softmax: problems and the double-precision oracle ---------------------------

@@ -86,8 +86,9 @@ public:
     // ---- softmax losses (cpu/softmax_losses.hpp; the contracts are in nativeengine.h) ----
     virtual void cross_entropy_forward(const cpu::CrossEntropyForwardArgs& args) = 0;
     virtual void cross_entropy_backward(const cpu::CrossEntropyBackwardArgs& args) = 0;
-    // Stores the host's draws (one host-to-device copy) and computes the targets' expected counts.
-    virtual void store_sampler_draws(const cpu::SamplerDraws& draws) = 0;
+    // ne_sample_log_uniform: the CPU's draws bit for bit (cpu/log_uniform.hpp) and the expected
+    // counts of the samples and the targets, all on the device: no host read, copy or wait.
+    virtual void sample_log_uniform(const cpu::SamplerArgs& args) = 0;
     virtual void sampled_softmax_forward(const cpu::SampledForwardArgs& args) = 0;
     virtual void sampled_softmax_backward(const cpu::SampledBackwardArgs& args) = 0;
 

@@ -1,12 +1,13 @@
 // Log-uniform candidate sampling and the sampled softmax cross-entropy on the CPU; the contract
 // is in nativeengine.h.
 //
-// Reads top-down: the sampler (one implementation for every SIMD level and for device contexts:
-// unique sampling is sequential by nature, and S draws cost nothing next to the loss; a device
-// stores the host's draws, see sample_log_uniform_on_device), the scalar reference of the loss
-// (what NE_SIMD_LEVEL_SCALAR runs, on one thread), validation, the kernels that gather the
-// sampled rows of weight and run GEMMs on the context's threads, and the exported functions,
-// which hand device contexts to their Device (cuda/sampled_softmax.cu) after validation.
+// Reads top-down: the sampler (one implementation for every SIMD level: unique sampling is
+// sequential by nature, and S draws cost nothing next to the loss; a device draws the same
+// classes with its own kernels from the shared code of cpu/log_uniform.hpp), the scalar
+// reference of the loss (what NE_SIMD_LEVEL_SCALAR runs, on one thread), validation, the kernels
+// that gather the sampled rows of weight and run GEMMs on the context's threads, and the exported
+// functions, which hand device contexts to their Device (cuda/sampled_softmax.cu) after
+// validation.
 //
 // Shape letters: N rows, D hidden size, V classes, S samples. Row n scores S + 1 classes: its
 // target in column 0 and the samples in columns 1..S, the layout of probs [N, S + 1].
@@ -25,13 +26,13 @@
 
 #include "core/validate.hpp"
 #include "cpu/gemm.hpp"
+#include "cpu/log_uniform.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <iterator>
 #include <limits>
-#include <vector>
 
 namespace ne::cpu {
 namespace {
@@ -42,123 +43,54 @@ constexpr float kInfinity = std::numeric_limits<float>::infinity();
 // The log-uniform sampler
 // ==========================================================================================
 //
-// The draws are specified exactly, so that another backend can reproduce them:
+// The draws are specified exactly, and every backend computes them with the same code
+// (cpu/log_uniform.hpp), so that they are the same bit for bit:
 // - Random bits: SplitMix64 (Steele, Lea and Flood, 2014). The state starts at the seed; each
 //   output adds 0x9e3779b97f4a7c15 to the state, then mixes a copy of it:
 //     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;  z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
 //     output = z ^ (z >> 31)   (all modulo 2^64).
 // - A uniform double u in [0, 1) from each output: (output >> 11) * 2^-53.
-// - A class from each u, in IEEE double with the C library's exp and log:
+// - A class from each u, in IEEE double:
 //     c = floor(exp(u * log(V + 1))) - 1, clamped to [0, V - 1],
-//   so that P(c) = log((c + 2) / (c + 1)) / log(V + 1).
+//   so that P(c) = log((c + 2) / (c + 1)) / log(V + 1). log(V + 1) is the C library's, computed
+//   once on the host; exp is log_uniform_exp (cpu/log_uniform.hpp), within about an ulp of the
+//   exact value and the same bits on every backend, which makes the draws reproducible bit for
+//   bit. (The C library's exp would give the neighbouring class in rare cases, where exp(x)
+//   lands within an ulp of an integer.)
 // - Independent sampling: sample s is draw s. Unique sampling: draws continue until S distinct
 //   classes are found; the samples are the distinct classes in the order of their first draw,
 //   and tries counts every draw (repeats included).
-// A backend that recomputes exp and log differently may, in rare cases, see u land on the other
-// side of a class boundary: reproducing the draws bit for bit needs this code's exp and log.
 
-struct SplitMix64 {
-    uint64_t state;
-
-    uint64_t next() {
-        state += 0x9e3779b97f4a7c15ull;
-        uint64_t z = state;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-
-    double uniform() { return static_cast<double>(next() >> 11) * 0x1p-53; }
-};
-
-struct LogUniform {
-    int64_t V;
-    double log_range;  // log(V + 1)
-
-    explicit LogUniform(int64_t classes) : V(classes), log_range(std::log(static_cast<double>(classes) + 1.0)) {}
-
-    int64_t draw(SplitMix64& random) const {
-        const double c = std::floor(std::exp(random.uniform() * log_range)) - 1.0;
-        return std::clamp(static_cast<int64_t>(c), int64_t{0}, V - 1);
-    }
-
-    // log((c + 2) / (c + 1)) / log(V + 1), with log1p for the classes far down the tail where
-    // (c + 2) / (c + 1) is close to 1.
-    double probability(int64_t c) const { return std::log1p(1.0 / (static_cast<double>(c) + 1.0)) / log_range; }
-};
-
-struct SamplerArgs {
-    int64_t V, S, N;
-    uint64_t seed;
-    bool unique;
-    int32_t* samples;             // [S]
-    float* sample_counts;         // [S]
-    const int32_t* targets;       // [N] or nullptr
-    float* target_counts;         // [N] when targets is set
-};
-
-// How many times class c is expected among the samples: S p for independent draws, and
-// 1 - (1 - p)^tries = -expm1(tries log1p(-p)) for unique sampling, which is accurate where p or
-// the count is tiny (1 - (1 - p)^tries would lose the count to rounding).
-double expected_count(const LogUniform& distribution, int64_t c, bool unique, int64_t S, int64_t tries) {
-    const double p = distribution.probability(c);
-    return unique ? -std::expm1(static_cast<double>(tries) * std::log1p(-p)) : static_cast<double>(S) * p;
-}
-
-// The draws of every backend: S samples into `samples` (host memory) and their expected counts
-// into `sample_counts`; returns tries. `drawn` holds (V + 63) / 64 words for unique sampling.
-int64_t draw_samples(const LogUniform& distribution, uint64_t seed, bool unique, int64_t S, uint64_t* drawn, int32_t* samples,
-                     float* sample_counts) {
-    SplitMix64 random{seed};
+void sample_log_uniform(ne_context& context, const SamplerArgs& a) {
+    using log_uniform::expected_count;
+    using log_uniform::log_uniform_class;
     int64_t tries = 0;
-    if (unique) {
+    if (a.unique) {
         // One bit per class: set once the class has been drawn.
-        std::fill_n(drawn, (distribution.V + 63) / 64, uint64_t{0});
-        for (int64_t found = 0; found < S;) {
-            const int64_t c = distribution.draw(random);
-            ++tries;
+        Scratch drawn_memory(context, (a.V + 63) / 64 * static_cast<int64_t>(sizeof(uint64_t)));
+        uint64_t* drawn = drawn_memory.as<uint64_t>();
+        std::fill_n(drawn, (a.V + 63) / 64, uint64_t{0});
+        for (int64_t found = 0; found < a.S; ++tries) {
+            const int64_t c = log_uniform_class(a.seed, static_cast<uint64_t>(tries), a.log_range, a.V);
             const uint64_t bit = uint64_t{1} << (c % 64);
             if ((drawn[c / 64] & bit) == 0) {
                 drawn[c / 64] |= bit;
-                samples[found++] = static_cast<int32_t>(c);
+                a.samples[found++] = static_cast<int32_t>(c);
             }
         }
     } else {
-        for (int64_t s = 0; s < S; ++s) samples[s] = static_cast<int32_t>(distribution.draw(random));
-        tries = S;
-    }
-    for (int64_t s = 0; s < S; ++s) {
-        sample_counts[s] = static_cast<float>(expected_count(distribution, samples[s], unique, S, tries));
-    }
-    return tries;
-}
-
-void sample_log_uniform(ne_context& context, const SamplerArgs& a) {
-    const LogUniform distribution(a.V);
-    Scratch drawn(context, a.unique ? (a.V + 63) / 64 * static_cast<int64_t>(sizeof(uint64_t)) : 0);
-    const int64_t tries = draw_samples(distribution, a.seed, a.unique, a.S, drawn.as<uint64_t>(), a.samples, a.sample_counts);
-    if (a.targets) {
-        for (int64_t n = 0; n < a.N; ++n) {
-            const int32_t target = a.targets[n];
-            a.target_counts[n] =
-                target < 0 ? 1.0f : static_cast<float>(expected_count(distribution, target, a.unique, a.S, tries));
+        for (int64_t s = 0; s < a.S; ++s) {
+            a.samples[s] = static_cast<int32_t>(log_uniform_class(a.seed, static_cast<uint64_t>(s), a.log_range, a.V));
         }
+        tries = a.S;
     }
-}
-
-// A device context: the host draws (no read of the targets), the device stores the draws from
-// one copy and computes the targets' counts from the same formulas.
-void sample_log_uniform_on_device(Device& device, const SamplerArgs& a) {
-    const LogUniform distribution(a.V);
-    std::vector<uint64_t> drawn(a.unique ? static_cast<size_t>((a.V + 63) / 64) : 0);
-    std::vector<int32_t> samples(static_cast<size_t>(a.S));
-    std::vector<float> sample_counts(static_cast<size_t>(a.S));
-    const int64_t tries = draw_samples(distribution, a.seed, a.unique, a.S, drawn.data(), samples.data(), sample_counts.data());
-    std::vector<unsigned char> packed(static_cast<size_t>(a.S) * (sizeof(int32_t) + sizeof(float)));
-    std::memcpy(packed.data(), samples.data(), samples.size() * sizeof(int32_t));
-    std::memcpy(packed.data() + samples.size() * sizeof(int32_t), sample_counts.data(), sample_counts.size() * sizeof(float));
-    device.store_sampler_draws(
-        {a.V, a.S, a.N, a.unique, tries, distribution.log_range, packed.data(), a.samples, a.sample_counts, a.targets, a.target_counts});
+    for (int64_t s = 0; s < a.S; ++s) {
+        a.sample_counts[s] = static_cast<float>(expected_count(a.samples[s], a.log_range, a.unique, a.S, tries));
+    }
+    for (int64_t n = 0; n < a.N; ++n) {
+        const int32_t target = a.targets[n];
+        a.target_counts[n] = target < 0 ? 1.0f : static_cast<float>(expected_count(target, a.log_range, a.unique, a.S, tries));
+    }
 }
 
 // ==========================================================================================
@@ -302,6 +234,7 @@ SamplerArgs sampler_args(const ne_context& context, const ne_sampler_params& par
             N,
             params.seed,
             params.unique == 1,
+            std::log(static_cast<double>(V) + 1.0),
             data_of<int32_t>(samples),
             data_of<float>(sample_counts),
             targets ? data_of<int32_t>(*targets) : nullptr,
@@ -692,7 +625,7 @@ NE_API ne_status ne_sample_log_uniform(ne_context* context, const ne_sampler_par
         const auto args =
             ne::cpu::sampler_args(ctx, p, targets, samples, sample_expected_counts, target_expected_counts);
         if (ctx.device) {
-            ne::cpu::sample_log_uniform_on_device(*ctx.device, args);
+            ctx.device->sample_log_uniform(args);
         } else {
             ne::cpu::sample_log_uniform(ctx, args);
         }

@@ -78,21 +78,17 @@ struct SampledBackwardArgs {
     bool accumulate;
 };
 
-// Draws of the log-uniform sampler made on the host, for a device to store: the samples and
-// their expected counts (host memory, packed as S int32 samples then S float counts), and what
-// the device needs to compute the targets' expected counts itself (the formulas of
-// sampled_softmax.cpp, in double): p(c) = log1p(1 / (c + 1)) / log_range, then
-// -expm1(tries log1p(-p)) for unique sampling, S p otherwise; 1 for an ignored (negative) target.
-struct SamplerDraws {
+// ---- Log-uniform sampler (sampled_softmax.cpp; the draws and counts: cpu/log_uniform.hpp) ----
+
+struct SamplerArgs {
     int64_t V, S, N;
+    uint64_t seed;
     bool unique;
-    int64_t tries;
-    double log_range;  // log(V + 1), as the host computed it
-    const void* host_packed;  // S int32 samples, then S float expected counts
-    int32_t* samples;         // [S], device
-    float* sample_counts;     // [S], device
-    const int32_t* targets;   // [N], device, or nullptr (N = 0)
-    float* target_counts;     // [N], device, when targets is set
+    double log_range;        // log(V + 1), computed once on the host (std::log) for every backend
+    int32_t* samples;        // [S]
+    float* sample_counts;    // [S]
+    const int32_t* targets;  // [N], or nullptr with N = 0
+    float* target_counts;    // [N] when targets is set
 };
 
 }  // namespace ne::cpu

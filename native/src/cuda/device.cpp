@@ -417,9 +417,9 @@ public:
         launch_cross_entropy_backward(queue_, args);
     }
 
-    void store_sampler_draws(const cpu::SamplerDraws& draws) override {
+    void sample_log_uniform(const cpu::SamplerArgs& args) override {
         select();
-        launch_store_sampler_draws(queue_, draws);
+        launch_sample_log_uniform(queue_, args);
     }
 
     void sampled_softmax_forward(const cpu::SampledForwardArgs& args) override {

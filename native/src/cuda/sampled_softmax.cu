@@ -1,11 +1,17 @@
-// The log-uniform sampler's device side and the sampled softmax cross-entropy on CUDA (the CPU's
-// algorithm and layout, cpu/sampled_softmax.cpp): row n scores S + 1 classes, its target in
-// column 0 and the samples in columns 1..S.
+// The log-uniform sampler and the sampled softmax cross-entropy on CUDA (the CPU's algorithm and
+// layout, cpu/sampled_softmax.cpp): row n scores S + 1 classes, its target in column 0 and the
+// samples in columns 1..S.
 //
-// - Sampler: the host draws (the CPU's code, so the samples are the CPU's bit for bit); here
-//   one host-to-device copy brings the samples and their expected counts, and a kernel stores
-//   them and computes the targets' expected counts from the formulas (no read of the targets
-//   by the host).
+// - Sampler: the draws of cpu/sampled_softmax.cpp, computed with the CPU's own code
+//   (cpu/log_uniform.hpp: SplitMix64 and an exp of our own), so the samples are the CPU's bit for
+//   bit; nothing is read or copied by the host and nothing waits. Independent sampling draws
+//   sample s on thread s. Unique sampling runs in one block, in rounds of consecutive draws: a
+//   block sort of (class, draw) finds each class's first draw in the round, a bitmap of drawn
+//   classes (atomicOr, whose old value says whether an earlier round drew the class) tells the
+//   new classes, and a block scan in draw order gives each its position among the samples; the
+//   draw of the S-th distinct class gives tries, which stays in device memory. A second kernel
+//   computes the expected counts of the samples and the targets from the shared formulas (this
+//   backend's log1p and expm1, so a count may differ from the CPU's in its last place).
 // - Forward: the sampled rows of weight gathered into [S, D], Z[:, 1:] = hidden G^T (cuBLAS),
 //   then one block per row: the target's logit (a dot product), bias minus log expected count,
 //   accidental hits to -inf, logsumexp, loss and probs.
@@ -16,8 +22,11 @@
 //   pairs and summed by one block per class: no atomics, deterministic, duplicates included.
 #include "common.cuh"
 #include "core/error.hpp"
+#include "cpu/log_uniform.hpp"
 #include "softmax_losses.hpp"
 
+#include <cub/block/block_radix_sort.cuh>
+#include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>
@@ -33,22 +42,82 @@ unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(std::min<int64_
 
 // ---- Sampler --------------------------------------------------------------------------------
 
-__global__ void store_draws_kernel(cpu::SamplerDraws d, const int32_t* staged_samples, const float* staged_counts) {
-    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < d.S + d.N; i += int64_t{gridDim.x} * blockDim.x) {
-        if (i < d.S) {
-            d.samples[i] = staged_samples[i];
-            d.sample_counts[i] = staged_counts[i];
+// Unique sampling: one block, kRoundDraws threads, each making one draw per round.
+constexpr int kRoundBits = 10;
+constexpr int kRoundDraws = 1 << kRoundBits;
+
+// Draws until S distinct classes are found: samples[0, S) gets them in the order of their first
+// draw and *tries the number of draws up to the S-th (the CPU's loop, a round at a time). drawn
+// is a zeroed bitmap of (V + 63) / 64 words; class_bits, the bits of V - 1.
+//
+// Round r makes draws r kRoundDraws + t, thread t drawing class c_t. Sorting the keys
+// (c_t << kRoundBits) | t puts each class's draws of the round together, its first draw first;
+// the thread holding such a first draw sets the class's bit, which only it sets this round, so
+// the bit's old value says exactly whether an earlier round drew the class. A class is new when
+// neither did; the exclusive scan of the new flags in draw order is each new class's position
+// after the `found` of earlier rounds. Every step depends on the draws alone, never on timing.
+__global__ void __launch_bounds__(kRoundDraws)
+    unique_samples_kernel(cpu::SamplerArgs a, int class_bits, unsigned long long* drawn, unsigned long long* tries) {
+    using Sort = cub::BlockRadixSort<unsigned long long, kRoundDraws, 1>;
+    using Scan = cub::BlockScan<int, kRoundDraws>;
+    // The sorted keys reuse the sort's memory, and the scan reuses both (barriers between).
+    __shared__ union {
+        typename Sort::TempStorage sort;
+        unsigned long long sorted[kRoundDraws];
+        typename Scan::TempStorage scan;
+    } shared;
+    __shared__ int is_new[kRoundDraws];  // by draw within the round
+    const int t = static_cast<int>(threadIdx.x);
+    int64_t found = 0;
+    for (unsigned long long round = 0; found < a.S; round += kRoundDraws) {
+        const unsigned long long draw = round + static_cast<unsigned long long>(t);
+        const int64_t c = log_uniform::log_uniform_class(a.seed, draw, a.log_range, a.V);
+        unsigned long long key[1] = {(static_cast<unsigned long long>(c) << kRoundBits) | static_cast<unsigned long long>(t)};
+        Sort(shared.sort).Sort(key, 0, kRoundBits + class_bits);
+        __syncthreads();  // the sort is done with its memory
+        shared.sorted[t] = key[0];
+        __syncthreads();
+        const auto sorted_class = static_cast<int64_t>(key[0] >> kRoundBits);
+        const int sorted_draw = static_cast<int>(key[0] & (kRoundDraws - 1));
+        bool first = t == 0 || static_cast<int64_t>(shared.sorted[t - 1] >> kRoundBits) != sorted_class;
+        if (first) {
+            const unsigned long long bit = 1ull << (sorted_class % 64);
+            first = (atomicOr(drawn + sorted_class / 64, bit) & bit) == 0;
+        }
+        is_new[sorted_draw] = first ? 1 : 0;
+        __syncthreads();  // every flag is written, and the sorted keys are read
+        int rank = 0, new_count = 0;
+        Scan(shared.scan).ExclusiveSum(is_new[t], rank, new_count);
+        if (is_new[t] && found + rank < a.S) {
+            a.samples[found + rank] = static_cast<int32_t>(c);
+            if (found + rank == a.S - 1) *tries = draw + 1;
+        }
+        found += new_count;
+        __syncthreads();  // the scan is done with its memory and the flags are read
+    }
+}
+
+// Independent sampling draws sample s here (unique sampling has stored the samples, and tries
+// at *unique_tries); then the expected counts of the samples and of the targets (1 for an
+// ignored row).
+__global__ void draws_and_counts_kernel(cpu::SamplerArgs a, const unsigned long long* unique_tries) {
+    const int64_t tries = a.unique ? static_cast<int64_t>(*unique_tries) : a.S;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < a.S + a.N; i += int64_t{gridDim.x} * blockDim.x) {
+        if (i < a.S) {
+            int64_t c = 0;
+            if (a.unique) {
+                c = a.samples[i];
+            } else {
+                c = log_uniform::log_uniform_class(a.seed, static_cast<uint64_t>(i), a.log_range, a.V);
+                a.samples[i] = static_cast<int32_t>(c);
+            }
+            a.sample_counts[i] = static_cast<float>(log_uniform::expected_count(c, a.log_range, a.unique, a.S, tries));
             continue;
         }
-        const int64_t n = i - d.S;
-        const int32_t target = d.targets[n];
-        if (target < 0) {
-            d.target_counts[n] = 1.0f;
-            continue;
-        }
-        const double p = log1p(1.0 / (static_cast<double>(target) + 1.0)) / d.log_range;
-        const double count = d.unique ? -expm1(static_cast<double>(d.tries) * log1p(-p)) : static_cast<double>(d.S) * p;
-        d.target_counts[n] = static_cast<float>(count);
+        const int64_t n = i - a.S;
+        const int32_t target = a.targets[n];
+        a.target_counts[n] =
+            target < 0 ? 1.0f : static_cast<float>(log_uniform::expected_count(target, a.log_range, a.unique, a.S, tries));
     }
 }
 
@@ -204,18 +273,21 @@ constexpr int64_t kFloat = sizeof(float);
 
 }  // namespace
 
-void launch_store_sampler_draws(const Queue& queue, const cpu::SamplerDraws& draws) {
-    const int64_t bytes = draws.S * (static_cast<int64_t>(sizeof(int32_t)) + kFloat);
-    const Scratch staged(queue, bytes);
-    // From pageable memory the copy returns once the host buffer has been staged: the caller
-    // may free it as soon as this returns.
-    check(cudaMemcpyAsync(staged.as<void>(), draws.host_packed, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, queue.stream),
-          "cudaMemcpyAsync (host to device)");
-    const int32_t* staged_samples = staged.as<int32_t>();
-    const auto* staged_counts = reinterpret_cast<const float*>(staged_samples + draws.S);
-    store_draws_kernel<<<grid_for(queue, draws.S + draws.N, kThreads), kThreads, 0, queue.stream>>>(draws, staged_samples,
-                                                                                                    staged_counts);
-    check_launch("store_draws_kernel");
+void launch_sample_log_uniform(const Queue& queue, const cpu::SamplerArgs& a) {
+    // Unique sampling: the bitmap of drawn classes, then tries.
+    const int64_t words = a.unique ? (a.V + 63) / 64 : 0;
+    const int64_t state_bytes = a.unique ? (words + 1) * static_cast<int64_t>(sizeof(unsigned long long)) : 0;
+    const Scratch state(queue, state_bytes);
+    auto* drawn = state.as<unsigned long long>();
+    if (a.unique) {
+        int class_bits = 0;
+        while ((int64_t{1} << class_bits) < a.V) ++class_bits;
+        check(cudaMemsetAsync(drawn, 0, static_cast<size_t>(state_bytes), queue.stream), "cudaMemsetAsync");
+        unique_samples_kernel<<<1, kRoundDraws, 0, queue.stream>>>(a, class_bits, drawn, drawn + words);
+        check_launch("unique_samples_kernel");
+    }
+    draws_and_counts_kernel<<<grid_for(queue, a.S + a.N, kThreads), kThreads, 0, queue.stream>>>(a, drawn + words);
+    check_launch("draws_and_counts_kernel");
 }
 
 void launch_sampled_softmax_forward(const Queue& queue, const cpu::SampledForwardArgs& a) {

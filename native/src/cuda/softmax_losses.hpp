@@ -32,7 +32,7 @@ void column_sums(const Queue& queue, const float* matrix, int64_t rows, int64_t 
 
 // ---- sampled_softmax.cu ----
 
-void launch_store_sampler_draws(const Queue& queue, const cpu::SamplerDraws& draws);
+void launch_sample_log_uniform(const Queue& queue, const cpu::SamplerArgs& args);
 void launch_sampled_softmax_forward(const Queue& queue, const cpu::SampledForwardArgs& args);
 void launch_sampled_softmax_backward(const Queue& queue, const cpu::SampledBackwardArgs& args);
 

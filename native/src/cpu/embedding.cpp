@@ -39,6 +39,7 @@ struct Ids {
 
 struct EmbeddingForwardArgs {
     Ids ids;
+    int64_t V;  // a device skips ids outside [0, V), which its deferred check reports
     int64_t C;
     const float* table;
     int64_t table_stride;
@@ -145,8 +146,13 @@ EmbeddingForwardArgs forward_args(const ne_context& context, const ne_tensor* ta
     const RowMatrix out_rows = rows_per_id_arg(out, "out", ids, table_rows.cols);
     expect_no_overlap(out, "out", table, "table");
     expect_no_overlap(out, "out", ids, "ids");
-    return {checked_ids(context, ids, table_rows.rows, "table"), table_rows.cols,       data_of<float>(table),
-            table_rows.row_stride,                      data_of<float>(out), out_rows.row_stride};
+    return {checked_ids(context, ids, table_rows.rows, "table"),
+            table_rows.rows,
+            table_rows.cols,
+            data_of<float>(table),
+            table_rows.row_stride,
+            data_of<float>(out),
+            out_rows.row_stride};
 }
 
 EmbeddingBackwardArgs backward_args(const ne_context& context, const ne_tensor* ids_arg, const ne_tensor* dout_arg,
@@ -183,7 +189,7 @@ EmbeddingLaunch device_launch(const Ids& ids, int64_t V, int64_t C, const float*
 
 void run_forward(ne_context& context, const EmbeddingForwardArgs& a) {
     if (context.device) {
-        context.device->embedding_forward(device_launch(a.ids, 0, a.C, a.table, a.table_stride, a.out, a.out_stride, false));
+        context.device->embedding_forward(device_launch(a.ids, a.V, a.C, a.table, a.table_stride, a.out, a.out_stride, false));
         return;
     }
     if (context.simd_level == NE_SIMD_LEVEL_SCALAR) {

@@ -151,6 +151,7 @@ bool gemm_int8_cublaslt(const Queue& queue, const cpu::GemmArgs& a, int32_t* acc
     cublasLtMatrixLayout_t b_layout = nullptr, a_layout = nullptr, c_layout = nullptr;
     cublasLtMatmulPreference_t preference = nullptr;
     bool done = false;
+    cublasStatus_t status = CUBLAS_STATUS_SUCCESS;  // of the product, checked once the descriptors are released
     if (cublasLtMatmulDescCreate(&operation, CUBLAS_COMPUTE_32I, CUDA_R_32I) == CUBLAS_STATUS_SUCCESS) {
         const cublasOperation_t transpose = CUBLAS_OP_T, keep = CUBLAS_OP_N;
         cublasLtMatmulDescSetAttribute(operation, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof transpose);
@@ -170,9 +171,8 @@ bool gemm_int8_cublaslt(const Queue& queue, const cpu::GemmArgs& a, int32_t* acc
                                            &heuristic, &found) == CUBLAS_STATUS_SUCCESS &&
             found > 0) {
             const int32_t one = 1, zero = 0;
-            check(cublasLtMatmul(queue.blas_lt, operation, &one, a.b, b_layout, a.a, a_layout, &zero, acc, c_layout, acc,
-                                 c_layout, &heuristic.algo, nullptr, 0, queue.stream),
-                  "cublasLtMatmul (int8)");
+            status = cublasLtMatmul(queue.blas_lt, operation, &one, a.b, b_layout, a.a, a_layout, &zero, acc, c_layout, acc,
+                                    c_layout, &heuristic.algo, nullptr, 0, queue.stream);
             done = true;
         }
     }
@@ -181,6 +181,7 @@ bool gemm_int8_cublaslt(const Queue& queue, const cpu::GemmArgs& a, int32_t* acc
     if (a_layout) cublasLtMatrixLayoutDestroy(a_layout);
     if (b_layout) cublasLtMatrixLayoutDestroy(b_layout);
     if (operation) cublasLtMatmulDescDestroy(operation);
+    check(status, "cublasLtMatmul (int8)");
     return done;
 }
 

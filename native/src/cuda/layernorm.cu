@@ -4,8 +4,9 @@
 //
 // Forward: one block per row, which is read from global memory once: into registers where it
 // fits (C <= 4096), else into shared memory (C <= kMaxCachedChannels); longer rows are re-read
-// (from L2) by the later passes. The variance is the two-pass one, sum((s - mean)^2) / C, as on
-// the CPU.
+// (from L2) by the later passes. The mean and variance are the CPU's corrected two-pass ones: the
+// first estimate of the mean carries the rounding error of a sum of large values (rows on a large
+// offset), so d = s - estimate is taken exactly and mean(d) corrects it; var = mean(d^2) - mean(d)^2.
 //
 // Backward: each block walks a fixed range of rows and accumulates its dgamma/dbeta partial
 // sums (the thread owning channel c adds rows in order, in registers where the row fits), then
@@ -34,7 +35,7 @@ __global__ void norm_forward_kernel(cpu::NormForwardArgs a, bool rms) {
     const float* residual = a.residual ? a.residual + n * a.residual_stride : nullptr;
     float* sum = a.sum ? a.sum + n * a.sum_stride : nullptr;
     float* y = a.y + n * a.y_stride;
-    const float inverse_count = 1.0f / static_cast<float>(a.C);
+    const auto count = static_cast<float>(a.C);
 
     // Pass 1: s = x + residual (stored where asked), and its sum.
     float partial = 0.0f;
@@ -52,24 +53,26 @@ __global__ void norm_forward_kernel(cpu::NormForwardArgs a, bool rms) {
         return residual ? x[c] + residual[c] : x[c];
     };
     if (kCached) __syncthreads();
-    const float mean = rms ? 0.0f : block_reduce(partial, SumOp{}, reduce_space) * inverse_count;
+    const float estimate = rms ? 0.0f : block_reduce(partial, SumOp{}, reduce_space) / count;
 
-    // Pass 2: the variance about the mean (RMSNorm: the mean square).
-    float squares = 0.0f;
+    // Pass 2: the corrected variance about the mean (RMSNorm: the mean square).
+    float d_sum = 0.0f, squares = 0.0f;
     for (int64_t c = threadIdx.x; c < a.C; c += blockDim.x) {
-        const float centred = s_at(c) - mean;
-        squares += centred * centred;
+        const float d = s_at(c) - estimate;
+        d_sum += d;
+        squares += d * d;
     }
-    const float variance = block_reduce(squares, SumOp{}, reduce_space) * inverse_count;
+    const float correction = rms ? 0.0f : block_reduce(d_sum, SumOp{}, reduce_space) / count;
+    const float variance = fmaxf(0.0f, block_reduce(squares, SumOp{}, reduce_space) / count - correction * correction);
     const float rstd = 1.0f / sqrtf(variance + a.epsilon);
 
     // Pass 3: y.
     for (int64_t c = threadIdx.x; c < a.C; c += blockDim.x) {
-        const float normalized = (s_at(c) - mean) * rstd * a.gamma[c];
+        const float normalized = (s_at(c) - estimate - correction) * rstd * a.gamma[c];
         y[c] = a.beta ? normalized + a.beta[c] : normalized;
     }
     if (threadIdx.x == 0) {
-        if (a.mean) a.mean[n] = mean;
+        if (a.mean) a.mean[n] = estimate + correction;
         if (a.rstd) a.rstd[n] = rstd;
     }
 }
@@ -86,7 +89,7 @@ __global__ void norm_forward_registers_kernel(cpu::NormForwardArgs a, bool rms) 
     const float* residual = a.residual ? a.residual + n * a.residual_stride : nullptr;
     float* sum = a.sum ? a.sum + n * a.sum_stride : nullptr;
     float* y = a.y + n * a.y_stride;
-    const float inverse_count = 1.0f / static_cast<float>(a.C);
+    const auto count = static_cast<float>(a.C);
 
     float s[kItems], r[kItems];
     for (int j = 0; j < kItems; ++j) {
@@ -103,24 +106,28 @@ __global__ void norm_forward_registers_kernel(cpu::NormForwardArgs a, bool rms) 
             if (sum) sum[c] = s[j];
         }
     }
-    const float mean = rms ? 0.0f : block_reduce(partial, SumOp{}, reduce_space) * inverse_count;
-    float squares = 0.0f;
+    const float estimate = rms ? 0.0f : block_reduce(partial, SumOp{}, reduce_space) / count;
+    float d_sum = 0.0f, squares = 0.0f;
     for (int j = 0; j < kItems; ++j) {
         const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
-        const float centred = s[j] - mean;
-        if (c < a.C) squares += centred * centred;
+        const float d = s[j] - estimate;
+        if (c < a.C) {
+            d_sum += d;
+            squares += d * d;
+        }
     }
-    const float variance = block_reduce(squares, SumOp{}, reduce_space) * inverse_count;
+    const float correction = rms ? 0.0f : block_reduce(d_sum, SumOp{}, reduce_space) / count;
+    const float variance = fmaxf(0.0f, block_reduce(squares, SumOp{}, reduce_space) / count - correction * correction);
     const float rstd = 1.0f / sqrtf(variance + a.epsilon);
     for (int j = 0; j < kItems; ++j) {
         const int64_t c = threadIdx.x + int64_t{j} * blockDim.x;
         if (c < a.C) {
-            const float normalized = (s[j] - mean) * rstd * a.gamma[c];
+            const float normalized = (s[j] - estimate - correction) * rstd * a.gamma[c];
             y[c] = a.beta ? normalized + a.beta[c] : normalized;
         }
     }
     if (threadIdx.x == 0) {
-        if (a.mean) a.mean[n] = mean;
+        if (a.mean) a.mean[n] = estimate + correction;
         if (a.rstd) a.rstd[n] = rstd;
     }
 }

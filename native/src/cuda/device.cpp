@@ -40,8 +40,9 @@ void* allocate_device(const Queue& queue, int64_t bytes) {
 }
 
 void free_device(const Queue& queue, void* data) noexcept {
-    if (queue.stream_ordered_memory) cudaFreeAsync(data, queue.stream);
-    else cudaFree(data);
+    const cudaError_t status = queue.stream_ordered_memory ? cudaFreeAsync(data, queue.stream) : cudaFree(data);
+    // A release cannot report; keep its error out of the next launch's check.
+    if (status != cudaSuccess) cudaGetLastError();
 }
 
 }  // namespace
@@ -152,8 +153,9 @@ private:
     };
 
     static void release(const Buffer& buffer) noexcept {
-        cudaEventDestroy(buffer.copied);
-        cudaFreeHost(buffer.host);
+        const cudaError_t destroyed = cudaEventDestroy(buffer.copied);
+        const cudaError_t freed = cudaFreeHost(buffer.host);
+        if (destroyed != cudaSuccess || freed != cudaSuccess) cudaGetLastError();
     }
 
     static bool copied(const Buffer& buffer) {

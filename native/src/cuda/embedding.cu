@@ -1,9 +1,16 @@
 // Embedding lookup and its gradient on CUDA: kernels, then launchers.
-// The backward pass gives each thread one channel of dtable and walks the ids in order, as the
-// CPU does, so the sums have the CPU's bits and need no atomics (deterministic). Ids outside
-// [0, V), which the caller's deferred check reports, read zeros and are skipped.
+// The backward pass sorts the (id, position) pairs by id, stably, and gives each distinct id one
+// block, which adds the id's rows of dout into its row of dtable in position order: the CPU's
+// order, so the sums have the CPU's bits, with no atomics (deterministic), and the ids' rows are
+// summed in parallel (one thread per channel walking every id in turn would leave all but C
+// threads idle for N dependent steps). Ids outside [0, V), which the caller's deferred check
+// reports, read zeros and are skipped.
 #include "common.cuh"
+#include "core/error.hpp"
 
+#include <cub/device/device_radix_sort.cuh>
+
+#include <algorithm>
 #include <climits>
 
 namespace ne::cuda {
@@ -26,16 +33,35 @@ __global__ void zero_rows_kernel(float* rows, int64_t count, int64_t cols, int64
     }
 }
 
-__global__ void embedding_backward_kernel(EmbeddingLaunch l) {
-    for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < l.C; c += int64_t{gridDim.x} * blockDim.x) {
-        for (int64_t n = 0; n < l.ids.count; ++n) {
-            const int64_t id = id_at(l.ids, n);
-            if (id >= 0 && id < l.V) l.destination[id * l.destination_stride + c] += l.source[n * l.source_stride + c];
+// keys: the ids, -1 where outside [0, V); positions 0..N - 1.
+__global__ void id_entries_kernel(DeviceIds ids, int64_t V, int32_t* keys, int32_t* positions) {
+    for (int64_t n = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; n < ids.count; n += int64_t{gridDim.x} * blockDim.x) {
+        const int32_t id = id_at(ids, n);
+        keys[n] = id >= 0 && id < V ? id : -1;
+        positions[n] = static_cast<int32_t>(n);
+    }
+}
+
+// The entries sorted by id (positions ascending within an id): the block of each id's first
+// entry adds the rows of its positions, in order, into the id's row of dtable.
+__global__ void embedding_backward_kernel(EmbeddingLaunch l, const int32_t* keys, const int32_t* positions) {
+    const int64_t count = l.ids.count;
+    for (int64_t e = blockIdx.x; e < count; e += gridDim.x) {
+        const int32_t id = keys[e];
+        if (id < 0 || (e > 0 && keys[e - 1] == id)) continue;
+        int64_t end = e + 1;
+        while (end < count && keys[end] == id) ++end;
+        float* row = l.destination + id * l.destination_stride;
+        for (int64_t c = threadIdx.x; c < l.C; c += blockDim.x) {
+            float sum = row[c];
+            for (int64_t k = e; k < end; ++k) sum += l.source[positions[k] * l.source_stride + c];
+            row[c] = sum;
         }
     }
 }
 
 constexpr int kThreads = 256;
+constexpr int kRowThreads = 128;
 
 }  // namespace
 
@@ -45,12 +71,35 @@ void launch_embedding_forward(const Queue& queue, const EmbeddingLaunch& launch)
 }
 
 void launch_embedding_backward(const Queue& queue, const EmbeddingLaunch& launch) {
+    const int64_t count = launch.ids.count;
+    if (count > INT_MAX) {
+        fail(NE_STATUS_UNSUPPORTED, "ids of ", count, " elements exceed the 32-bit range of the device's sort");
+    }
+    size_t sort_bytes = 0;
+    check(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
+                                          static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
+                                          static_cast<int>(count), 0, 32, queue.stream),
+          "cub::DeviceRadixSort::SortPairs (size query)");
+    // All scratch memory comes first: a failing allocation leaves dtable untouched.
+    const Scratch entries(queue, 4 * count * static_cast<int64_t>(sizeof(int32_t)));
+    const Scratch sort_memory(queue, static_cast<int64_t>(sort_bytes));
     if (!launch.accumulate) {
         zero_rows_kernel<<<grid_for(queue, launch.V * launch.C, kThreads), kThreads, 0, queue.stream>>>(
             launch.destination, launch.V, launch.C, launch.destination_stride);
         check_launch("zero_rows_kernel");
     }
-    embedding_backward_kernel<<<grid_for(queue, launch.C, kThreads), kThreads, 0, queue.stream>>>(launch);
+    if (count == 0) return;
+    int32_t* keys = entries.as<int32_t>();
+    int32_t* positions = keys + count;
+    int32_t* sorted_keys = positions + count;
+    int32_t* sorted_positions = sorted_keys + count;
+    id_entries_kernel<<<grid_for(queue, count, kThreads), kThreads, 0, queue.stream>>>(launch.ids, launch.V, keys, positions);
+    check_launch("id_entries_kernel");
+    check(cub::DeviceRadixSort::SortPairs(sort_memory.as<void>(), sort_bytes, keys, sorted_keys, positions, sorted_positions,
+                                          static_cast<int>(count), 0, 32, queue.stream),
+          "cub::DeviceRadixSort::SortPairs");
+    embedding_backward_kernel<<<static_cast<unsigned>(std::min<int64_t>(count, INT_MAX)), kRowThreads, 0, queue.stream>>>(
+        launch, sorted_keys, sorted_positions);
     check_launch("embedding_backward_kernel");
 }
 

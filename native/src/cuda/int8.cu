@@ -102,7 +102,7 @@ constexpr int kTileRowsPerThread = 4;
 __global__ void gemm_int8_kernel(cpu::GemmArgs a) {
     __shared__ int32_t a_tile[kTile][kTile + 1];
     __shared__ int32_t b_tile[kTile][kTile + 1];
-    const int64_t m0 = blockIdx.y * int64_t{kTile}, n0 = blockIdx.x * int64_t{kTile};
+    const int64_t m0 = blockIdx.x * int64_t{kTile}, n0 = blockIdx.y * int64_t{kTile};
     const int tx = threadIdx.x, ty = threadIdx.y;
     int32_t acc[kTileRowsPerThread] = {};
     for (int64_t k0 = 0; k0 < a.K; k0 += kTile) {
@@ -139,7 +139,8 @@ bool aligned4(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer)
 
 // Whether cuBLASLt's int8 kernels take these operands and an int32 output of row stride ldc.
 bool cublaslt_layout(const cpu::GemmArgs& a, const void* acc, int64_t ldc) {
-    return a.K % 4 == 0 && a.a_row_stride % 4 == 0 && a.b_row_stride % 4 == 0 && ldc % 4 == 0 && aligned4(a.a) &&
+    // cuBLASLt's int8 kernels with row/column-major data need m (our N) and k multiples of 4.
+    return a.N % 4 == 0 && a.K % 4 == 0 && a.a_row_stride % 4 == 0 && a.b_row_stride % 4 == 0 && ldc % 4 == 0 && aligned4(a.a) &&
            aligned4(a.b) && aligned4(acc) && a.M <= INT32_MAX && a.N <= INT32_MAX;
 }
 
@@ -231,7 +232,13 @@ void launch_gemm_int8(const Queue& queue, const cpu::GemmArgs& args) {
             return;
         }
     }
-    const dim3 blocks(static_cast<unsigned>(ceil_div(args.N, kTile)), static_cast<unsigned>(ceil_div(args.M, kTile)));
+    // Rows of the output in x (2^31 - 1 blocks), columns in y (65535 blocks).
+    const int64_t column_tiles = ceil_div(args.N, kTile);
+    if (column_tiles > 65535) {
+        fail(NE_STATUS_UNSUPPORTED, "N = ", args.N, " output columns exceed the int8 fallback kernel's grid (at most ",
+             65535 * kTile, "); use a shape that cuBLASLt takes (N and K multiples of 4)");
+    }
+    const dim3 blocks(static_cast<unsigned>(ceil_div(args.M, kTile)), static_cast<unsigned>(column_tiles));
     gemm_int8_kernel<<<blocks, dim3(kTile, kTile / kTileRowsPerThread), 0, queue.stream>>>(args);
     check_launch("gemm_int8_kernel");
 }

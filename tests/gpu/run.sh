@@ -2,7 +2,10 @@
 # GPU verification harness, for a machine with an NVIDIA GPU, nvcc, CMake, Ninja and PyTorch but
 # no .NET SDK. From the repository root:
 #
-#   tests/gpu/run.sh            everything below; results into tests/gpu/results/<date>-<gpu>.md
+#   tests/gpu/run.sh            every stage below; results into tests/gpu/results/<date>-<gpu>.md
+#   tests/gpu/run.sh build test  only these stages (build, test, sanitize, managed, bench), e.g. to
+#                               split the work across calls of a time-limited GPU session: the
+#                               results file is appended to, and build/gpu is reused
 #
 # 1. builds the native libraries with this machine's nvcc for its GPU's architecture (build/gpu;
 #    warnings are not errors here: CI holds the sources to that with nvcc 11.8);
@@ -16,8 +19,9 @@
 #    the main job on CUDA and on the CPU;
 # 6. runs the GPU benchmarks beside PyTorch's (torch_bench.py) and prints ours, PyTorch's and the
 #    ratio.
-# Environment: NE_CUDA_ARCH (default: the GPU's compute capability), NE_GPU_RESULTS (the file);
-# OUT, when set to a directory (the device tool's), receives a copy of the results file.
+# Environment: NE_CUDA_ARCH (default: the GPU's compute capability), NE_GPU_RESULTS (the file;
+# default: in $OUT when OUT names a directory, as on the lent GPU machine, where only $OUT comes
+# back, so that a run cut short by its time limit still returns what it wrote).
 # Every step runs even when an earlier one fails; the exit status is that of the first failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,10 +33,27 @@ capability=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/nul
 arch=${NE_CUDA_ARCH:-${capability:-90}}
 stamp=$(date -u +%Y-%m-%d)
 slug=$(printf '%s' "${gpu:-unknown-gpu}" | tr -cs 'A-Za-z0-9' '-' | sed 's/^-//; s/-$//')
-results=${NE_GPU_RESULTS:-tests/gpu/results/$stamp-$slug.md}
+if [[ -n "${OUT:-}" && -d "${OUT:-}" ]]; then
+  results=${NE_GPU_RESULTS:-$OUT/$stamp-$slug.md}
+else
+  results=${NE_GPU_RESULTS:-tests/gpu/results/$stamp-$slug.md}
+fi
 build=build/gpu
 mkdir -p "$(dirname "$results")"
 status=0
+stages=("$@")
+[[ ${#stages[@]} -gt 0 ]] || stages=(build test sanitize managed bench)
+for stage in "${stages[@]}"; do
+  case $stage in
+    build | test | sanitize | managed | bench) ;;
+    *) echo "unknown stage '$stage'; expected build, test, sanitize, managed or bench" >&2; exit 2 ;;
+  esac
+done
+wants() {
+  local stage
+  for stage in "${stages[@]}"; do [[ $stage == "$1" ]] && return 0; done
+  return 1
+}
 
 # Runs a command, appending its output to the results file as a fenced block under a heading.
 section() {
@@ -54,13 +75,14 @@ section() {
   return "$code"
 }
 
-{
+[[ -s "$results" ]] || {
   printf '# GPU results: %s, %s\n\n' "${gpu:-unknown GPU}" "$stamp"
   printf -- '- Command: `tests/gpu/run.sh` at commit %s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   printf -- '- GPU: %s (compute capability %s), driver %s; built for sm_%s\n' "${gpu:-?}" "${capability:-?}" "${driver:-?}" "$arch"
   printf -- '- nvcc: %s\n' "$(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
   printf -- '- PyTorch: %s\n' "$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null || echo missing)"
-} >"$results"
+} >>"$results"
+printf '\n# Stages: %s (%s UTC)\n' "${stages[*]}" "$(date -u +%H:%M)" >>"$results"
 
 configure_args=(-S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON -DNE_BUILD_BENCHMARKS=OFF
                 -DCMAKE_CUDA_ARCHITECTURES="$arch")
@@ -68,27 +90,41 @@ if [[ ! -e /usr/include/gtest/gtest.h && -d .device/googletest ]]; then
   configure_args+=(-DNE_GTEST_SOURCE_DIR="$root/.device/googletest")
 fi
 build_native() { cmake "${configure_args[@]}" && cmake --build "$build" --parallel; }
-section "Build (nvcc, sm_$arch)" build_native || {
-  echo "the build failed; nothing else can run" >&2
-  exit 1
-}
+if wants build || [[ ! -x $build/tests/native/nativeengine_cuda_tests ]]; then
+  section "Build (nvcc, sm_$arch)" build_native || {
+    echo "the build failed; nothing else can run" >&2
+    exit 1
+  }
+fi
 
 tests=$build/tests/native/nativeengine_cuda_tests
-section "GoogleTest: CUDA library (every ported kernel on the device against the references)" \
-  "$tests" --gtest_brief=1
+if wants test; then
+  section "GoogleTest: CUDA library (every ported kernel on the device against the references)" \
+    "$tests" --gtest_brief=1
+fi
 
-if command -v compute-sanitizer >/dev/null; then
+if wants sanitize && command -v compute-sanitizer >/dev/null; then
   section "compute-sanitizer memcheck (short pass)" compute-sanitizer --tool memcheck --error-exitcode 1 \
     "$tests" --gtest_brief=1 \
     --gtest_filter='CudaBackend.*:*NormKernels*cuda0*:*Int8Test*cuda0*:*ElementwiseOps*cuda0*:*ReduceOps*cuda0*:*AdamwOps*cuda0*:*EmbeddingOps*cuda0*:*GemmTest*cuda0*:*AttentionKernels*cuda0*:*AttentionHalfPrecision*'
   section "compute-sanitizer racecheck (attention, short pass)" compute-sanitizer --tool racecheck --error-exitcode 1 \
     "$tests" --gtest_brief=1 \
     --gtest_filter='*AttentionKernels.FullyMaskedRowsAreExactlyZero/cuda0:AttentionCudaDeterminism.*'
-else
-  section "compute-sanitizer memcheck (short pass)" echo "compute-sanitizer not found: skipped"
+  # The softmax losses: sampler, sampled softmax and fused cross-entropy.
+  losses_filter='*CrossEntropy*cuda0*:*LogUniformSampler*cuda0*:*SampledSoftmax*cuda0*'
+  losses_quick='-*MatchesOracle*:*FiniteDifferences*'
+  section "compute-sanitizer memcheck: softmax losses" compute-sanitizer --tool memcheck --error-exitcode 1 \
+    "$tests" --gtest_brief=1 --gtest_filter="$losses_filter$losses_quick"
+  section "compute-sanitizer racecheck: softmax losses" compute-sanitizer --tool racecheck --error-exitcode 1 \
+    "$tests" --gtest_brief=1 \
+    --gtest_filter='*CrossEntropy.RepeatedCalls*cuda0*:*SampledSoftmax.DrawnSamples*cuda0*:*LogUniformSampler.DrawsEqualTheCpuDraws*cuda0*'
+elif wants sanitize; then
+  section "compute-sanitizer" echo "compute-sanitizer not found: skipped"
 fi
 
-if [[ -f .device/dotnet.tgz && -f .device/managed.tgz ]]; then
+if ! wants managed; then
+  :
+elif [[ -f .device/dotnet.tgz && -f .device/managed.tgz ]]; then
   rm -rf .device/dotnet .device/managed
   mkdir -p .device/dotnet .device/managed
   tar -C .device/dotnet -xzf .device/dotnet.tgz
@@ -123,8 +159,14 @@ fi
 
 # The same architecture and training step in PyTorch on this GPU: its trained tokens per second
 # beside the main job's on CUDA and on the CPU above.
-section "Main job's model and step in PyTorch (tests/gpu/torch_train.py)" python3 tests/gpu/torch_train.py
+if wants managed; then
+  section "Main job's model and step in PyTorch (tests/gpu/torch_train.py)" python3 tests/gpu/torch_train.py
+fi
 
+if ! wants bench; then
+  printf '\nResults written to %s\n' "$results"
+  exit "$status"
+fi
 ours=$(mktemp)
 theirs=$(mktemp)
 bench_ours() { "$build/tests/gpu/nativeengine_gpu_bench" | tee "$ours"; }
@@ -135,26 +177,14 @@ section "Benchmarks side by side (ratio = PyTorch time / our time: above 1 means
   python3 tests/gpu/compare.py "$ours" "$theirs"
 rm -f "$ours" "$theirs"
 
-# ---- Softmax losses (sampled softmax, fused cross-entropy): sanitizers, then the steps beside
-# PyTorch's full cross_entropy with their peak memory, and the ratios. ----
-losses_filter='*CrossEntropy*cuda0*:*LogUniformSampler*cuda0*:*SampledSoftmax*cuda0*'
-losses_quick='-*MatchesOracle*:*FiniteDifferences*'
-if command -v compute-sanitizer >/dev/null; then
-  section "compute-sanitizer memcheck: softmax losses" compute-sanitizer --tool memcheck --error-exitcode 1 \
-    "$tests" --gtest_brief=1 --gtest_filter="$losses_filter$losses_quick"
-  section "compute-sanitizer racecheck: softmax losses" compute-sanitizer --tool racecheck --error-exitcode 1 \
-    "$tests" --gtest_brief=1 \
-    --gtest_filter='*CrossEntropy.RepeatedCalls*cuda0*:*SampledSoftmax.DrawnSamples*cuda0*:*LogUniformSampler.DrawsEqualTheCpuDraws*cuda0*'
-fi
+# The softmax losses (sampled softmax, fused cross-entropy) beside PyTorch's full cross_entropy,
+# with their peak memory, and the ratios.
 losses_ours=$(mktemp)
 bench_losses_ours() { "$build/tests/gpu/nativeengine_gpu_bench_losses" | tee "$losses_ours"; }
 section "Benchmarks: softmax losses, NativeEngine (MEMORY: peak bytes of the step beyond its inputs)" bench_losses_ours
 section "Benchmarks: softmax losses, PyTorch's full cross_entropy, and the ratios" \
   python3 tests/gpu/torch_bench_losses.py "$losses_ours"
 rm -f "$losses_ours"
-# ---- end of softmax losses ----
 
 printf '\nResults written to %s\n' "$results"
-# On the lent GPU machine only what lands in $OUT comes back.
-if [[ -n "${OUT:-}" && -d "${OUT:-}" ]]; then cp "$results" "$OUT/"; fi
 exit "$status"

@@ -247,6 +247,8 @@ namespace NativeEngine.Interop
         public long ChunkSize;
         /// <summary>Backward only: 1 adds into dweight and dbias, 0 overwrites them.</summary>
         public int Accumulate;
+        /// <summary>1: a device may round hidden, weight and the logit gradients to TF32 (a 10-bit mantissa) in its products, on tensor cores (sm_80 and later): several times faster, with relative errors near 1e-3 in the logits. 0 (the default): products in f32. The CPU computes in f32 either way.</summary>
+        public int AllowTf32;
     }
 
     /// <summary>Parameters of ne_sample_log_uniform.</summary>

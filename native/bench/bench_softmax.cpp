@@ -71,7 +71,7 @@ void BM_full_cross_entropy_step(benchmark::State& state) {
     OutputLayer layer(state.range(0), state.range(1), state.range(2));
     ne_context* context = layer.context.get();
     Tensor lse = make_tensor(context, NE_DTYPE_F32, {layer.N});
-    const ne_cross_entropy_params params{sizeof(ne_cross_entropy_params), state.range(3), static_cast<int32_t>(state.range(4))};
+    const ne_cross_entropy_params params{sizeof(ne_cross_entropy_params), state.range(3), static_cast<int32_t>(state.range(4)), 0};
     const ne_memory_stats before = memory_stats(context);
     for (auto _ : state) {
         check(ne_cross_entropy_forward(context, &params, layer.hidden.get(), layer.weight.get(), layer.bias.get(),

@@ -515,6 +515,11 @@ typedef struct ne_cross_entropy_params {
     int64_t chunk_size;
     /** Backward only: 1 adds into dweight and dbias, 0 overwrites them. */
     int32_t accumulate;
+    /** 1: a device may round hidden, weight and the logit gradients to TF32 (a 10-bit mantissa)
+     *  in its products, on tensor cores (sm_80 and later): several times faster, with relative
+     *  errors near 1e-3 in the logits. 0 (the default): products in f32. The CPU computes in f32
+     *  either way. */
+    int32_t allow_tf32;
 } ne_cross_entropy_params;
 
 /**

@@ -146,7 +146,8 @@ void sampled_softmax_step() {
     check(ne_context_destroy(context), "ne_context_destroy");
 }
 
-void fused_ce_step() {
+// f32 products, or TF32 ones (allow_tf32) beside PyTorch's f32 with TF32 matmuls allowed.
+void fused_ce_step(bool tf32) {
     ne_context* context = cuda_context();
     const Inputs in = make_inputs(context);
     ne_tensor* loss = tensor(context, NE_DTYPE_F32, {kN});
@@ -156,7 +157,8 @@ void fused_ce_step() {
     ne_tensor* dhidden = tensor(context, NE_DTYPE_F32, {kN, kD});
     ne_tensor* dweight = tensor(context, NE_DTYPE_F32, {kV, kD});
     ne_tensor* dbias = tensor(context, NE_DTYPE_F32, {kV});
-    const ne_cross_entropy_params params{sizeof(ne_cross_entropy_params), 0, 0};
+    const ne_cross_entropy_params params{sizeof(ne_cross_entropy_params), 0, 0, tf32 ? 1 : 0};
+    const char* name = tf32 ? "fused_ce_step_tf32" : "fused_ce_step";
     const double ms = time_ms(context, [&] {
         check(ne_cross_entropy_forward(context, &params, in.hidden, in.weight, in.bias, in.targets, loss, lse),
               "ne_cross_entropy_forward");
@@ -165,8 +167,8 @@ void fused_ce_step() {
               "ne_cross_entropy_backward");
     });
     // Logits in the forward pass, again in the backward pass, then dhidden and dweight: 8 N V D.
-    report("fused_ce_step", ms, 8.0 * kN * kV * kD / (ms * 1e-3) / 1e12, "TFLOP/s");
-    report_memory("fused_ce_step", context, in);
+    report(name, ms, 8.0 * kN * kV * kD / (ms * 1e-3) / 1e12, "TFLOP/s");
+    report_memory(name, context, in);
     for (ne_tensor* t : {in.hidden, in.weight, in.bias, in.targets, loss, lse, dloss, dhidden, dweight, dbias}) ne_tensor_destroy(t);
     check(ne_context_destroy(context), "ne_context_destroy");
 }
@@ -181,6 +183,7 @@ int main() {
     std::printf("DEVICE %s\n", info.device_name);
     check(ne_context_destroy(probe), "ne_context_destroy");
     sampled_softmax_step();
-    fused_ce_step();
+    fused_ce_step(false);
+    fused_ce_step(true);
     return 0;
 }

@@ -1,6 +1,7 @@
 """PyTorch's side of the softmax-loss benchmarks (tests/gpu/run.sh): the full cross_entropy on
 materialized logits at the shape of gpu_bench_losses.cpp (N = 4096 rows, V = 100000 classes,
-D = 512), forward + backward, with logits in bf16 and in f32, timed with CUDA events (mean per
+D = 512), forward + backward, with logits in bf16, in f32, and in f32 with TF32 matmuls allowed
+(label tf32, beside our allow_tf32 step), timed with CUDA events (mean per
 step after warm-up), and the peak memory of a step (torch.cuda.max_memory_allocated over the
 memory held before it):
 - torch_ce_logits_<dtype>: cross_entropy on given [N, V] logits, forward and backward (dlogits),
@@ -112,21 +113,24 @@ def compare(ours_path):
     for name, ms in TIMES.items():
         if sampled:
             print(f"sampled_softmax_step vs {name}: {ms / sampled:.1f}x faster (goal: 10x)")
-    fused, fused_memory = ours.get("fused_ce_step"), our_memory.get("fused_ce_step")
-    for label in ("bf16", "f32"):
-        name = f"torch_ce_step_{label}"
-        if fused and name in TIMES and fused_memory and name in MEMORY:
-            print(f"fused_ce_step vs {name}: time ratio {TIMES[name] / fused:.2f} (above 1: ours faster), "
-                  f"step memory {fused_memory / 2**20:.0f} MiB vs {MEMORY[name] / 2**20:.0f} MiB "
-                  f"({MEMORY[name] / fused_memory:.1f}x less)")
+    for step, labels in (("fused_ce_step", ("f32", "tf32", "bf16")), ("fused_ce_step_tf32", ("tf32", "bf16"))):
+        fused, fused_memory = ours.get(step), our_memory.get(step)
+        for label in labels:
+            name = f"torch_ce_step_{label}"
+            if fused and name in TIMES and fused_memory and name in MEMORY:
+                print(f"{step} vs {name}: time ratio {TIMES[name] / fused:.2f} (above 1: ours faster), "
+                      f"step memory {fused_memory / 2**20:.0f} MiB vs {MEMORY[name] / 2**20:.0f} MiB "
+                      f"({MEMORY[name] / fused_memory:.1f}x less)")
 
 
 def main():
     device = torch.device("cuda")
     print(f"DEVICE {torch.cuda.get_device_name(device)}")
-    for dtype, label in ((torch.bfloat16, "bf16"), (torch.float32, "f32")):
+    for dtype, label, tf32 in ((torch.bfloat16, "bf16", False), (torch.float32, "f32", False), (torch.float32, "tf32", True)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
         bench(device, dtype, label)
         torch.cuda.empty_cache()
+    torch.backends.cuda.matmul.allow_tf32 = False
     if len(sys.argv) > 1:
         compare(sys.argv[1])
 

@@ -25,8 +25,8 @@ constexpr double kForwardTolerance = 5e-6;
 constexpr double kBackwardTolerance = 2e-5;
 constexpr float kSentinel = -777.0f;
 
-ne_cross_entropy_params ce_params(int64_t chunk_size = 0, int32_t accumulate = 0) {
-    return ne_cross_entropy_params{sizeof(ne_cross_entropy_params), chunk_size, accumulate};
+ne_cross_entropy_params ce_params(int64_t chunk_size = 0, int32_t accumulate = 0, int32_t allow_tf32 = 0) {
+    return ne_cross_entropy_params{sizeof(ne_cross_entropy_params), chunk_size, accumulate, allow_tf32};
 }
 
 // ---- Host data and the double-precision oracle -------------------------------------------
@@ -98,6 +98,7 @@ struct RunOptions {
     int32_t accumulate = 0;
     bool parameter_gradients = true;  // dweight and dbias
     std::vector<float> dweight_before, dbias_before;  // initial contents (default: zeros)
+    int32_t allow_tf32 = 0;
 };
 
 struct Outputs {
@@ -118,7 +119,7 @@ Outputs run(ne_context* context, const Problem& p, const RunOptions& options = {
     if (!options.dbias_before.empty()) write(dbias.get(), options.dbias_before);
     check(ne_tensor_fill(dhidden.get(), kSentinel), "ne_tensor_fill");
 
-    const ne_cross_entropy_params params = ce_params(options.chunk_size, options.accumulate);
+    const ne_cross_entropy_params params = ce_params(options.chunk_size, options.accumulate, options.allow_tf32);
     check(ne_cross_entropy_forward(context, &params, hidden.get(), weight.get(), bias.get(), targets.get(), loss.get(),
                                    lse.get()),
           "ne_cross_entropy_forward");
@@ -168,6 +169,29 @@ TEST_P(CrossEntropy, MatchesOracle) {
             }
         }
     }
+}
+
+// allow_tf32: the CPU computes in f32 all the same (the same bits); a device rounds the products'
+// inputs to TF32 (10-bit mantissa), within 1e-2 of the oracle at these sizes (D = 64: the
+// logits' errors are near 1e-3).
+TEST_P(CrossEntropy, Tf32ProductsStayNearTheOracle) {
+    const Problem p = make_problem(33, 64, 257, 95, true);
+    RunOptions f32, tf32;
+    f32.chunk_size = tf32.chunk_size = 100;
+    tf32.allow_tf32 = 1;
+    const Outputs exact = run(context.get(), p, f32), rounded = run(context.get(), p, tf32);
+    if (!on_device(context.get())) {
+        EXPECT_TRUE(bitwise_equal(rounded.loss, exact.loss));
+        EXPECT_TRUE(bitwise_equal(rounded.dhidden, exact.dhidden));
+        EXPECT_TRUE(bitwise_equal(rounded.dweight, exact.dweight));
+        return;
+    }
+    const Oracle expected = oracle(p);
+    EXPECT_TRUE(all_near(rounded.loss, expected.loss, 1e-2)) << "loss";
+    EXPECT_TRUE(all_near(rounded.lse, expected.lse, 1e-2)) << "lse";
+    EXPECT_TRUE(all_near(rounded.dhidden, expected.dhidden, 1e-2)) << "dhidden";
+    EXPECT_TRUE(all_near(rounded.dweight, expected.dweight, 1e-2)) << "dweight";
+    EXPECT_TRUE(all_near(rounded.dbias, expected.dbias, 1e-2)) << "dbias";
 }
 
 // Ignored rows have loss 0 and a zero dhidden row whatever their dloss, and add nothing to
@@ -320,7 +344,7 @@ public:
     static constexpr double kTolerance = 5e-4;
 
     void check_gradients() {
-        const Outputs out = run(context_, p_, RunOptions{params_.chunk_size, 0, true, {}, {}});
+        const Outputs out = run(context_, p_, RunOptions{params_.chunk_size, 0, true, {}, {}, 0});
         EXPECT_TRUE(all_near(out.dhidden, numerical_gradient(p_.hidden), kTolerance)) << "dhidden";
         EXPECT_TRUE(all_near(out.dweight, numerical_gradient(p_.weight), kTolerance)) << "dweight";
         EXPECT_TRUE(all_near(out.dbias, numerical_gradient(p_.bias), kTolerance)) << "dbias";
@@ -514,6 +538,8 @@ TEST_F(CrossEntropyArguments, ForwardRefusesBadArguments) {
     expect_refused(call(&bad, H, W, B, T, L, S), NE_STATUS_VERSION_MISMATCH, {"struct_size is"});
     bad = ce_params(-1);
     expect_refused(call(&bad, H, W, B, T, L, S), NE_STATUS_INVALID_ARGUMENT, {"chunk_size is -1", ">= 1, or 0"});
+    bad = ce_params(0, 0, 2);
+    expect_refused(call(&bad, H, W, B, T, L, S), NE_STATUS_INVALID_ARGUMENT, {"allow_tf32 is 2", "0 or 1"});
 
     expect_refused(call(&params, nullptr, W, B, T, L, S), NE_STATUS_NULL_POINTER, {"'hidden'"});
     expect_refused(call(&params, H, nullptr, B, T, L, S), NE_STATUS_NULL_POINTER, {"'weight'"});

@@ -476,7 +476,7 @@ TEST_P(SampledSoftmax, EqualsFullCrossEntropyWhenEveryClassIsSampled) {
     Tensor dloss = make_tensor(context.get(), NE_DTYPE_F32, {N}, p.dloss);
     Tensor dhidden = make_tensor(context.get(), NE_DTYPE_F32, {N, D});
     Tensor dweight = make_tensor(context.get(), NE_DTYPE_F32, {V, D}), dbias = make_tensor(context.get(), NE_DTYPE_F32, {V});
-    const ne_cross_entropy_params params{sizeof(ne_cross_entropy_params), 0, 0};
+    const ne_cross_entropy_params params{sizeof(ne_cross_entropy_params), 0, 0, 0};
     NE_ASSERT_OK(ne_cross_entropy_forward(context.get(), &params, hidden.get(), weight.get(), bias.get(), targets.get(),
                                           loss.get(), lse.get()));
     NE_ASSERT_OK(ne_cross_entropy_backward(context.get(), &params, hidden.get(), weight.get(), bias.get(), targets.get(),

@@ -236,11 +236,14 @@ int64_t chunk_arg(int64_t requested, int64_t N, int64_t V, bool device) {
 }
 
 ne_cross_entropy_params cross_entropy_params_arg(const ne_cross_entropy_params* params, bool backward) {
-    const ne_cross_entropy_params defaults{sizeof(ne_cross_entropy_params), 0, 0};
+    const ne_cross_entropy_params defaults{sizeof(ne_cross_entropy_params), 0, 0, 0};
     const ne_cross_entropy_params p = params_arg(params, "params", sizeof(ne_cross_entropy_params), defaults);
     if (p.chunk_size < 0) {
         fail(NE_STATUS_INVALID_ARGUMENT, "argument 'params': chunk_size is ", p.chunk_size,
              "; expected a number of classes >= 1, or 0 for the default");
+    }
+    if (p.allow_tf32 != 0 && p.allow_tf32 != 1) {
+        fail(NE_STATUS_INVALID_ARGUMENT, "argument 'params': allow_tf32 is ", p.allow_tf32, "; expected 0 or 1");
     }
     if (backward && p.accumulate != 0 && p.accumulate != 1) {
         fail(NE_STATUS_INVALID_ARGUMENT, "argument 'params': accumulate is ", p.accumulate, "; expected 0 or 1");
@@ -269,7 +272,8 @@ CrossEntropyArgs projection_args(const ne_context& context, const ne_cross_entro
             w.row_stride,
             data_or_null<float>(bias),
             data_of<int32_t>(targets),
-            chunk_arg(params.chunk_size, h.rows, w.rows, context.device != nullptr)};
+            chunk_arg(params.chunk_size, h.rows, w.rows, context.device != nullptr),
+            params.allow_tf32 == 1};
 }
 
 CrossEntropyForwardArgs forward_args(const ne_context& context, const ne_cross_entropy_params& params, const ne_tensor* hidden_arg,

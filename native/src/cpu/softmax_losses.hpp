@@ -21,6 +21,7 @@ struct CrossEntropyArgs {
     const float* bias;       // [V] or nullptr
     const int32_t* targets;  // [N]; negative: ignored row
     int64_t chunk;           // classes per chunk, 1..V
+    bool tf32;               // a device may use TF32 products (ne_cross_entropy_params.allow_tf32)
 };
 
 struct CrossEntropyForwardArgs {

@@ -118,14 +118,15 @@ void expect_int_range(std::initializer_list<int64_t> values) {
 
 }  // namespace
 
-void sgemm_rows(const Queue& queue, bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, float alpha,
+void sgemm_rows(const Queue& queue, bool tf32, bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
     expect_int_range({M, N, K, lda, ldb, ldc});
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T (as in gemm.cu).
-    check(cublasSgemm(queue.blas, transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                      static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, b, static_cast<int>(ldb), a,
-                      static_cast<int>(lda), &beta, c, static_cast<int>(ldc)),
-          "cublasSgemm");
+    check(cublasGemmEx(queue.blas, transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                       static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, b, CUDA_R_32F, static_cast<int>(ldb),
+                       a, CUDA_R_32F, static_cast<int>(lda), &beta, c, CUDA_R_32F, static_cast<int>(ldc),
+                       tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx (f32)");
 }
 
 void fill_floats(const Queue& queue, float* data, int64_t count, float value) {
@@ -155,7 +156,7 @@ void launch_cross_entropy_forward(const Queue& queue, const cpu::CrossEntropyFor
     check_launch("start_rows_kernel");
     for (int64_t c0 = 0; c0 < in.V; c0 += in.chunk) {
         const int64_t width = std::min(in.chunk, in.V - c0);
-        sgemm_rows(queue, false, true, N, width, in.D, 1.0f, in.hidden, in.hidden_stride, in.weight + c0 * in.weight_stride,
+        sgemm_rows(queue, in.tf32, false, true, N, width, in.D, 1.0f, in.hidden, in.hidden_stride, in.weight + c0 * in.weight_stride,
                    in.weight_stride, 0.0f, z, width);
         forward_chunk_kernel<<<row_blocks(N), kRowThreads, 0, queue.stream>>>(z, N, width, c0, in.bias, in.targets, state);
         check_launch("forward_chunk_kernel");
@@ -174,15 +175,15 @@ void launch_cross_entropy_backward(const Queue& queue, const cpu::CrossEntropyBa
     for (int64_t c0 = 0; c0 < in.V; c0 += in.chunk) {
         const int64_t width = std::min(in.chunk, in.V - c0);
         const float* weight_chunk = in.weight + c0 * in.weight_stride;
-        sgemm_rows(queue, false, true, N, width, D, 1.0f, in.hidden, in.hidden_stride, weight_chunk, in.weight_stride, 0.0f, z,
+        sgemm_rows(queue, in.tf32, false, true, N, width, D, 1.0f, in.hidden, in.hidden_stride, weight_chunk, in.weight_stride, 0.0f, z,
                    width);
         backward_chunk_kernel<<<grid_for(queue, N * width, kThreads), kThreads, 0, queue.stream>>>(z, N, width, c0, in.bias,
                                                                                                    in.targets, a.lse, a.dloss);
         check_launch("backward_chunk_kernel");
-        sgemm_rows(queue, false, false, N, D, width, 1.0f, z, width, weight_chunk, in.weight_stride, c0 == 0 ? 0.0f : 1.0f,
+        sgemm_rows(queue, in.tf32, false, false, N, D, width, 1.0f, z, width, weight_chunk, in.weight_stride, c0 == 0 ? 0.0f : 1.0f,
                    a.dhidden, a.dhidden_stride);
         if (a.dweight) {
-            sgemm_rows(queue, true, false, width, D, N, 1.0f, z, width, in.hidden, in.hidden_stride, a.accumulate ? 1.0f : 0.0f,
+            sgemm_rows(queue, in.tf32, true, false, width, D, N, 1.0f, z, width, in.hidden, in.hidden_stride, a.accumulate ? 1.0f : 0.0f,
                        a.dweight + c0 * a.dweight_stride, a.dweight_stride);
         }
         if (a.dbias) column_sums(queue, z, N, width, width, ones.as<float>(), a.dbias + c0, a.accumulate);

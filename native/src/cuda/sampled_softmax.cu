@@ -302,7 +302,7 @@ void launch_sampled_softmax_forward(const Queue& queue, const cpu::SampledForwar
     gather_rows_kernel<<<grid_for(queue, S * D, kThreads), kThreads, 0, queue.stream>>>(in.weight, in.weight_stride, in.V,
                                                                                         in.samples, S, D, gathered.as<float>());
     check_launch("gather_rows_kernel");
-    sgemm_rows(queue, false, true, N, S, D, 1.0f, in.hidden, in.hidden_stride, gathered.as<float>(), D, 0.0f, z + 1, z_stride);
+    sgemm_rows(queue, false, false, true, N, S, D, 1.0f, in.hidden, in.hidden_stride, gathered.as<float>(), D, 0.0f, z + 1, z_stride);
     forward_rows_kernel<<<row_blocks(N), kRowThreads, 0, queue.stream>>>(in, z, z_stride, a.probs != nullptr, a.loss);
     check_launch("forward_rows_kernel");
 }
@@ -338,13 +338,13 @@ void launch_sampled_softmax_backward(const Queue& queue, const cpu::SampledBackw
     gather_rows_kernel<<<grid_for(queue, S * D, kThreads), kThreads, 0, queue.stream>>>(in.weight, in.weight_stride, in.V,
                                                                                         in.samples, S, D, gathered.as<float>());
     check_launch("gather_rows_kernel");
-    sgemm_rows(queue, false, false, N, D, S, 1.0f, dz + 1, width, gathered.as<float>(), D, 0.0f, a.dhidden, a.dhidden_stride);
+    sgemm_rows(queue, false, false, false, N, D, S, 1.0f, dz + 1, width, gathered.as<float>(), D, 0.0f, a.dhidden, a.dhidden_stride);
     add_target_rows_kernel<<<grid_for(queue, N * D, kThreads), kThreads, 0, queue.stream>>>(a, dz);
     check_launch("add_target_rows_kernel");
     if (!parameter_gradients) return;
 
     if (a.dweight) {
-        sgemm_rows(queue, true, false, S, D, N, 1.0f, dz + 1, width, in.hidden, in.hidden_stride, 0.0f, sample_dweight.as<float>(),
+        sgemm_rows(queue, false, true, false, S, D, N, 1.0f, dz + 1, width, in.hidden, in.hidden_stride, 0.0f, sample_dweight.as<float>(),
                    D);
     }
     if (a.dbias) {

@@ -20,13 +20,13 @@ def load(path):
 
 def main():
     ours, theirs = load(sys.argv[1]), load(sys.argv[2])
-    print(f"{'case':40} {'ours ms':>10} {'torch ms':>10} {'ours':>16} {'torch':>16} {'ratio':>7}")
+    print(f"{'case':50} {'ours ms':>10} {'torch ms':>10} {'ours':>16} {'torch':>16} {'ratio':>7}")
     for name in list(ours) + [n for n in theirs if n not in ours]:
         o, t = ours.get(name), theirs.get(name)
         ratio = f"{t[0] / o[0]:7.2f}" if o and t else "      -"
         cell = lambda r, i: f"{r[i]:10.4f}" if r else f"{'-':>10}"
         rate = lambda r: f"{r[1]:9.3f} {r[2]:>6}" if r else f"{'-':>16}"
-        print(f"{name:40} {cell(o, 0)} {cell(t, 0)} {rate(o)} {rate(t)} {ratio}")
+        print(f"{name:50} {cell(o, 0)} {cell(t, 0)} {rate(o)} {rate(t)} {ratio}")
     for label, results in (("our", ours), ("PyTorch's", theirs)):
         if "gemm_int8_i32_4096" in ours and "gemm_bf16_4096" in results:
             speedup = results["gemm_bf16_4096"][0] / ours["gemm_int8_i32_4096"][0]

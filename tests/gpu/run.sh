@@ -60,15 +60,17 @@ section() {
   local title=$1
   shift
   printf '\n==> %s\n' "$title"
+  # The heading goes in first and the output streams: a call stopped at its time limit still
+  # shows which section it was in and how far that got.
+  printf '\n## %s\n\n`%s`\n\n' "$title" "$*" >>"$results"
   local log
   log=$(mktemp)
   local code=0
-  "$@" >"$log" 2>&1 || code=$?
-  cat "$log"
+  "$@" 2>&1 | tee "$log" || code=$?
   {
-    printf '\n## %s\n\n`%s` (exit status %d)\n\n```\n' "$title" "$*" "$code"
-    tail -n 200 "$log"
     printf '```\n'
+    tail -n 200 "$log"
+    printf '```\n\nexit status %d\n' "$code"
   } >>"$results"
   rm -f "$log"
   if [[ $code -ne 0 && $status -eq 0 ]]; then status=$code; fi
@@ -77,19 +79,21 @@ section() {
 
 [[ -s "$results" ]] || {
   printf '# GPU results: %s, %s\n\n' "${gpu:-unknown GPU}" "$stamp"
-  printf -- '- Command: `tests/gpu/run.sh` at commit %s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  printf -- '- Command: `tests/gpu/run.sh` at commit %s\n' "${NE_GPU_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   printf -- '- GPU: %s (compute capability %s), driver %s; built for sm_%s\n' "${gpu:-?}" "${capability:-?}" "${driver:-?}" "$arch"
   printf -- '- nvcc: %s\n' "$(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
   printf -- '- PyTorch: %s\n' "$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null || echo missing)"
 } >>"$results"
 printf '\n# Stages: %s (%s UTC)\n' "${stages[*]}" "$(date -u +%H:%M)" >>"$results"
 
-configure_args=(-S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON -DNE_BUILD_BENCHMARKS=OFF
+generator=Ninja
+command -v ninja >/dev/null || generator="Unix Makefiles"
+configure_args=(-S . -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON -DNE_BUILD_BENCHMARKS=OFF
                 -DCMAKE_CUDA_ARCHITECTURES="$arch")
 if [[ ! -e /usr/include/gtest/gtest.h && -d .device/googletest ]]; then
   configure_args+=(-DNE_GTEST_SOURCE_DIR="$root/.device/googletest")
 fi
-build_native() { cmake "${configure_args[@]}" && cmake --build "$build" --parallel; }
+build_native() { cmake "${configure_args[@]}" && cmake --build "$build" --parallel "$(nproc)"; }
 if wants build || [[ ! -x $build/tests/native/nativeengine_cuda_tests ]]; then
   section "Build (nvcc, sm_$arch)" build_native || {
     echo "the build failed; nothing else can run" >&2
@@ -103,19 +107,30 @@ if wants test; then
     "$tests" --gtest_brief=1
 fi
 
-if wants sanitize && command -v compute-sanitizer >/dev/null; then
-  section "compute-sanitizer memcheck (short pass)" compute-sanitizer --tool memcheck --error-exitcode 1 \
+# Not always on the PATH: the toolkit keeps it beside nvcc.
+sanitizer=$(command -v compute-sanitizer || true)
+for candidate in "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")/compute-sanitizer" \
+                 /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+  [[ -n $sanitizer || ! -x $candidate ]] || sanitizer=$candidate
+done
+# Each pass is bounded (NE_SANITIZER_TIMEOUT seconds, default 120), so that one slow pass leaves
+# the others their share of a 10-minute call (the build, on a fresh machine, takes about 2).
+sanitize() {
+  timeout --kill-after=10 "${NE_SANITIZER_TIMEOUT:-120}" "$sanitizer" "$@"
+}
+if wants sanitize && [[ -n $sanitizer ]]; then
+  section "compute-sanitizer memcheck (short pass)" sanitize --tool memcheck --error-exitcode 1 \
     "$tests" --gtest_brief=1 \
     --gtest_filter='CudaBackend.*:*NormKernels*cuda0*:*Int8Test*cuda0*:*ElementwiseOps*cuda0*:*ReduceOps*cuda0*:*AdamwOps*cuda0*:*EmbeddingOps*cuda0*:*GemmTest*cuda0*:*AttentionKernels*cuda0*:*AttentionHalfPrecision*'
-  section "compute-sanitizer racecheck (attention, short pass)" compute-sanitizer --tool racecheck --error-exitcode 1 \
+  section "compute-sanitizer racecheck (attention, short pass)" sanitize --tool racecheck --error-exitcode 1 \
     "$tests" --gtest_brief=1 \
     --gtest_filter='*AttentionKernels.FullyMaskedRowsAreExactlyZero/cuda0:AttentionCudaDeterminism.*'
   # The softmax losses: sampler, sampled softmax and fused cross-entropy.
   losses_filter='*CrossEntropy*cuda0*:*LogUniformSampler*cuda0*:*SampledSoftmax*cuda0*'
   losses_quick='-*MatchesOracle*:*FiniteDifferences*'
-  section "compute-sanitizer memcheck: softmax losses" compute-sanitizer --tool memcheck --error-exitcode 1 \
+  section "compute-sanitizer memcheck: softmax losses" sanitize --tool memcheck --error-exitcode 1 \
     "$tests" --gtest_brief=1 --gtest_filter="$losses_filter$losses_quick"
-  section "compute-sanitizer racecheck: softmax losses" compute-sanitizer --tool racecheck --error-exitcode 1 \
+  section "compute-sanitizer racecheck: softmax losses" sanitize --tool racecheck --error-exitcode 1 \
     "$tests" --gtest_brief=1 \
     --gtest_filter='*CrossEntropy.RepeatedCalls*cuda0*:*SampledSoftmax.DrawnSamples*cuda0*:*LogUniformSampler.DrawsEqualTheCpuDraws*cuda0*'
 elif wants sanitize; then
@@ -129,6 +144,12 @@ elif [[ -f .device/dotnet.tgz && -f .device/managed.tgz ]]; then
   mkdir -p .device/dotnet .device/managed
   tar -C .device/dotnet -xzf .device/dotnet.tgz
   tar -C .device/managed -xzf .device/managed.tgz
+  # .NET needs ICU for cultures; without it the runtime stops at its start unless it runs in
+  # invariant mode (where only PlotTests.TheCsvIsExactInTheInvariantCulture, which sets fr-FR, fails).
+  if ! ldconfig -p 2>/dev/null | grep -q 'libicuuc\.so'; then
+    export DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
+    printf '\nNo ICU on this machine: .NET runs in globalization-invariant mode.\n' >>"$results"
+  fi
   # The managed tests create CPU contexts (several check CPU-only properties such as SIMD levels):
   # they run here against the CUDA library, which carries every CPU kernel.
   section "Managed tests (xunit in-process runner, .NET runtime from .device/, the CUDA library)" \

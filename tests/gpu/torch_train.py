@@ -9,6 +9,8 @@ weight decay 0.01 on matrices), gradient clipping at 1, warmup-cosine learning r
 the loss read back every 10 steps as the CLI does. Batches follow the task's layout (symbols, SEP,
 reversed symbols, END; the prompt and padding ignored) from Python's RNG: the speed does not depend
 on which symbols are drawn. Trained tokens are the non-ignored targets, as the CLI counts them.
+Compare with the CLI's rate "in the training steps alone" and its ms/step: its rate over the run
+also counts evaluations, checkpoints and the first steps, which this script leaves out.
 """
 import argparse
 import math

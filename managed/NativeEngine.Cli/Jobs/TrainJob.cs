@@ -162,7 +162,9 @@ internal static class TrainJob
             }
             AnsiConsole.MarkupLine(
                 $"trained steps {result.FirstStep}..{result.LastStep} in {trainTime.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s " +
-                $"({(trainer.TrainedTokens / Math.Max(1e-9, trainTime.TotalSeconds)).ToString("F0", CultureInfo.InvariantCulture)} trained tokens/s over the run)");
+                $"({(trainer.TrainedTokens / Math.Max(1e-9, trainTime.TotalSeconds)).ToString("F0", CultureInfo.InvariantCulture)} trained tokens/s over the run; " +
+                $"{(trainer.TrainedTokens / Math.Max(1e-9, result.StepTime.TotalSeconds)).ToString("F0", CultureInfo.InvariantCulture)} in the training steps alone, " +
+                $"{(1000 * result.StepTime.TotalSeconds / Math.Max(1, result.LastStep - result.FirstStep + 1)).ToString("F3", CultureInfo.InvariantCulture)} ms/step)");
             if (context.Backend != Backend.Cpu)
             {
                 AnsiConsole.MarkupLine(

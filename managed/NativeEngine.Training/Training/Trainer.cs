@@ -209,6 +209,7 @@ public sealed class Trainer : IDisposable
         var firstStep = Step + 1;
         var runClock = Stopwatch.StartNew();
         var trainClock = new Stopwatch();
+        var stepsClock = new Stopwatch();
         long tokensSinceReport = 0;
         double? lastLoss = null;
         EvaluationResult? lastEvaluation = null;
@@ -235,6 +236,7 @@ public sealed class Trainer : IDisposable
             var reported = last || evaluates || checkpoints || step % Options.LogEvery == 0;
 
             trainClock.Start();
+            stepsClock.Start();
             var learningRate = Schedule.GetLearningRate(step);
             var tokens = TrainStep(step, (float)learningRate, reported);
             Step = step;
@@ -243,11 +245,13 @@ public sealed class Trainer : IDisposable
             if (!reported)
             {
                 trainClock.Stop();
+                stepsClock.Stop();
                 continue;
             }
             // Reading the loss waits for the step's kernels: the clock then covers their work.
             var loss = ReadStepLoss();
             trainClock.Stop();
+            stepsClock.Stop();
             var gradientNorm = Optimizer.ReadGradientNorm();
             var tokensPerSecond = trainClock.Elapsed.TotalSeconds > 0 ? tokensSinceReport / trainClock.Elapsed.TotalSeconds : 0;
             _logger.StepCompleted(step, Options.Steps, loss, learningRate, gradientNorm, tokensPerSecond);
@@ -275,7 +279,7 @@ public sealed class Trainer : IDisposable
             WriteLossCurve();
             _logger.Finished(Step, runClock.Elapsed);
         }
-        return new TrainingResult(firstStep, Step, lastLoss, lastEvaluation, runClock.Elapsed,
+        return new TrainingResult(firstStep, Step, lastLoss, lastEvaluation, runClock.Elapsed, stepsClock.Elapsed,
             module.Context.GetActivity().HostWaits - waitsBefore);
     }
 

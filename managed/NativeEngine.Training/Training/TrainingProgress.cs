@@ -39,8 +39,11 @@ public sealed record EvaluationResult(double Loss, int Batches, long Tokens)
 /// left to take.</param>
 /// <param name="FinalEvaluation">The last evaluation of the run, or <see langword="null"/>.</param>
 /// <param name="Elapsed">The wall time of the run.</param>
+/// <param name="StepTime">The part of <paramref name="Elapsed"/> spent in training steps (forward, backward and
+/// optimizer, and the loss reads of reported steps), without evaluations, checkpoints and the loss curve: the
+/// time to compare with another implementation's training steps.</param>
 /// <param name="HostWaits">How many times the host waited for the device during the run
 /// (<see cref="ContextActivity.HostWaits"/>): reported steps read their loss and gradient norm, evaluations and
 /// checkpoints read more, and the other steps make none. Always 0 on the CPU backend.</param>
 public sealed record TrainingResult(long FirstStep, long LastStep, double? FinalLoss, EvaluationResult? FinalEvaluation, TimeSpan Elapsed,
-    long HostWaits);
+    TimeSpan StepTime, long HostWaits);

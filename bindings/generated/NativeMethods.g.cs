@@ -225,6 +225,8 @@ namespace NativeEngine.Interop
         public float Alpha;
         /// <summary>Scales the previous C; finite.</summary>
         public float Beta;
+        /// <summary>f32 operands, 1: a device may round them to TF32 (a 10-bit mantissa) and multiply on tensor cores (sm_80 and later), accumulating in f32: several times faster, relative errors near 1e-3. 0 (the default): f32 products. The CPU computes in f32 either way.</summary>
+        public int AllowTf32;
     }
 
     /// <summary>Parameters of the attention kernels.</summary>

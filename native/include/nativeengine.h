@@ -444,6 +444,10 @@ typedef struct ne_gemm_params {
     float alpha;
     /** Scales the previous C; finite. */
     float beta;
+    /** f32 operands, 1: a device may round them to TF32 (a 10-bit mantissa) and multiply on tensor
+     *  cores (sm_80 and later), accumulating in f32: several times faster, relative errors near
+     *  1e-3. 0 (the default): f32 products. The CPU computes in f32 either way. */
+    int32_t allow_tf32;
 } ne_gemm_params;
 
 /** C = alpha * op(A) * op(B) + beta * C (see above). */

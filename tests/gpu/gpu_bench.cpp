@@ -138,9 +138,12 @@ int main() {
         report("gemm_int8_f32_4096", ms, operations / (ms * 1e-3) / 1e12, "TOPS");
         ne_tensor* fa = random_tensor(context, {n, n}, 7);
         ne_tensor* fb = random_tensor(context, {n, n}, 8);
-        const ne_gemm_params params{sizeof(ne_gemm_params), 0, 1, 1.0f, 0.0f};
+        const ne_gemm_params params{sizeof(ne_gemm_params), 0, 1, 1.0f, 0.0f, 0};
         ms = time_ms(context, [&] { return ne_gemm(context, &params, fa, fb, c); }, "ne_gemm (f32)");
         report("gemm_f32_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s");
+        const ne_gemm_params tf32{sizeof(ne_gemm_params), 0, 1, 1.0f, 0.0f, 1};
+        ms = time_ms(context, [&] { return ne_gemm(context, &tf32, fa, fb, c); }, "ne_gemm (f32, allow_tf32)");
+        report("gemm_tf32_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s");
         ne_tensor* ha = tensor(context, NE_DTYPE_BF16, {n, n});
         ne_tensor* hb = tensor(context, NE_DTYPE_BF16, {n, n});
         ne_tensor* hc = tensor(context, NE_DTYPE_BF16, {n, n});

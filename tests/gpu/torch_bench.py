@@ -68,6 +68,10 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     ms = time_ms(lambda: a32 @ b32.t())
     report("gemm_f32_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    ms = time_ms(lambda: a32 @ b32.t())
+    report("gemm_tf32_4096", ms, operations / (ms * 1e-3) / 1e12, "TFLOP/s")
+    torch.backends.cuda.matmul.allow_tf32 = False
 
     attention(device)
 

@@ -95,7 +95,7 @@ std::string describe(const ne_gemm_params& p, int64_t M, int64_t N, int64_t K) {
 // every product i (A or B with one matrix is shared); elements of the base outside the view
 // must keep their bits.
 ::testing::AssertionResult matches_reference(const ne_gemm_params& p, const Operand& a, const Operand& b, const Operand& c,
-                                             const std::vector<float>& c_after) {
+                                             const std::vector<float>& c_after, double relative_tolerance = 1e-5) {
     const int64_t M = c.rows, N = c.cols, K = p.transpose_a ? a.rows : a.cols;
     for (int64_t i = 0; i < c.batch; ++i) {
         const int64_t ia = a.batch == 1 ? 0 : i, ib = b.batch == 1 ? 0 : i;
@@ -110,7 +110,7 @@ std::string describe(const ne_gemm_params& p, int64_t M, int64_t N, int64_t K) {
                 }
                 const double previous = p.beta == 0.0f ? 0.0 : static_cast<double>(p.beta) * c.at(i, m, n);
                 const double expected = static_cast<double>(p.alpha) * sum + previous;
-                const double tolerance = 1e-5 * (std::fabs(p.alpha) * magnitude + std::fabs(previous)) + 1e-30;
+                const double tolerance = relative_tolerance * (std::fabs(p.alpha) * magnitude + std::fabs(previous)) + 1e-30;
                 const float actual = c_after[static_cast<size_t>((i * c.rows + m) * c.row_stride + n)];
                 if (!(std::fabs(actual - expected) <= tolerance)) {
                     return ::testing::AssertionFailure() << describe(p, M, N, K) << ": product " << i << " [" << m << ", " << n
@@ -183,6 +183,28 @@ TEST_P(GemmTest, EveryTransposeAndShapeMatchesTheDoubleReference) {
                 ASSERT_TRUE(gemm_matches(gemm_params(transpose_a, transpose_b, 0.75f, overwrite ? 0.0f : -0.5f), a, b, c));
             }
         }
+    }
+}
+
+// allow_tf32: the CPU multiplies in f32 all the same (the same bits); a device rounds the operands
+// to TF32 (a 10-bit mantissa: relative error 2^-11 each), within 2e-3 of the products' magnitude.
+TEST_P(GemmTest, Tf32ProductsOnDevices) {
+    for (const Problem& s : {Problem{1, 1, 1}, Problem{37, 41, 43}, Problem{130, 70, 600}}) {
+        const Operand a = operand_a(s, false, {}, 21);
+        const Operand b = operand_b(s, true, {}, 22);
+        const Operand c = random_operand(ctx(), {}, s.M, s.N, 23);
+        ne_gemm_params params = gemm_params(false, true, 1.0f, 0.5f);
+        params.allow_tf32 = 1;
+        NE_ASSERT_OK(ne_gemm(ctx(), &params, a.view.get(), b.view.get(), c.view.get()));
+        const std::vector<float> rounded = read<float>(c.base.get());
+        if (on_device(ctx())) {
+            EXPECT_TRUE(matches_reference(params, a, b, c, rounded, 2e-3));
+            continue;
+        }
+        write(c.base.get(), c.values);
+        params.allow_tf32 = 0;
+        NE_ASSERT_OK(ne_gemm(ctx(), &params, a.view.get(), b.view.get(), c.view.get()));
+        EXPECT_TRUE(bitwise_equal(rounded, read<float>(c.base.get())));
     }
 }
 
@@ -484,6 +506,9 @@ TEST_P(GemmArgumentsTest, ParamsAreChecked) {
     params = params_;
     params.transpose_b = 2;
     EXPECT_TRUE(refused(&params, a_.view.get(), b_.view.get(), c_.view.get(), NE_STATUS_INVALID_ARGUMENT, {"transpose_b", "0 or 1"}));
+    params = params_;
+    params.allow_tf32 = -1;
+    EXPECT_TRUE(refused(&params, a_.view.get(), b_.view.get(), c_.view.get(), NE_STATUS_INVALID_ARGUMENT, {"allow_tf32", "0 or 1"}));
 }
 
 TEST_P(GemmArgumentsTest, DtypeRankAndContextAreChecked) {

@@ -136,6 +136,7 @@ SgemmBatch gemm_args(const ne_context& context, const ne_gemm_params& params, co
     const bool transpose_b = flag_arg(params.transpose_b, "transpose_b");
     const float alpha = finite_arg(params.alpha, "alpha");
     const float beta = finite_arg(params.beta, "beta");
+    const bool tf32 = flag_arg(params.allow_tf32, "allow_tf32");
     const ne_tensor& a = tensor_arg(a_handle, "a");
     const ne_tensor& b = tensor_arg(b_handle, "b");
     const ne_tensor& c = tensor_arg(c_handle, "c");
@@ -171,7 +172,8 @@ SgemmBatch gemm_args(const ne_context& context, const ne_gemm_params& params, co
             .alpha = alpha, .beta = beta,
             .a = data_of<float>(a), .lda = a_matrix.row_stride, .a_batch_stride = a_batch_stride,
             .b = data_of<float>(b), .ldb = b_matrix.row_stride, .b_batch_stride = b_batch_stride,
-            .c = data_of<float>(c), .ldc = c_matrix.row_stride, .c_batch_stride = c_matrix.batch_count == 1 ? 0 : c_matrix.batch_stride};
+            .c = data_of<float>(c), .ldc = c_matrix.row_stride, .c_batch_stride = c_matrix.batch_count == 1 ? 0 : c_matrix.batch_stride,
+            .tf32 = tf32};
 }
 
 // ==========================================================================================
@@ -330,7 +332,7 @@ void sgemm(ne_context& context, bool transpose_a, bool transpose_b, int64_t M, i
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
     sgemm_batched(context, {.transpose_a = transpose_a, .transpose_b = transpose_b, .batch_count = 1, .M = M, .N = N, .K = K,
                             .alpha = alpha, .beta = beta, .a = a, .lda = lda, .a_batch_stride = 0, .b = b, .ldb = ldb,
-                            .b_batch_stride = 0, .c = c, .ldc = ldc, .c_batch_stride = 0});
+                            .b_batch_stride = 0, .c = c, .ldc = ldc, .c_batch_stride = 0, .tf32 = false});
 }
 
 }  // namespace ne::cpu

@@ -44,6 +44,7 @@ struct SgemmBatch {
     float* c;
     int64_t ldc;
     int64_t c_batch_stride;
+    bool tf32;  // a device may round f32 operands to TF32 (ne_gemm_params.allow_tf32)
 };
 
 void sgemm_batched(ne_context& context, const SgemmBatch& batch);

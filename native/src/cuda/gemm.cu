@@ -1,5 +1,6 @@
-// GEMM on CUDA through cuBLAS (which runs cuBLASLt's kernels): f32 in f32 (no TF32, see
-// device.cpp), and bf16 or f16 operands on tensor cores with f32 accumulation.
+// GEMM on CUDA through cuBLAS (which runs cuBLASLt's kernels): f32 in f32 (no TF32 unless the
+// caller allows it, see device.cpp), and bf16 or f16 operands on tensor cores with f32
+// accumulation.
 //
 // Row-major C [M, N] = op(A) op(B) is column-major C^T [N, M] = op(B)^T op(A)^T, where the
 // column-major views of the row-major buffers are the transposes: one strided batched call with
@@ -34,7 +35,7 @@ void launch_gemm(const Queue& queue, const cpu::SgemmBatch& b, ne_dtype ab_dtype
     const auto M = static_cast<int>(b.M), N = static_cast<int>(b.N), K = static_cast<int>(b.K);
     const auto lda = static_cast<int>(b.lda), ldb = static_cast<int>(b.ldb), ldc = static_cast<int>(b.ldc);
     const auto batches = static_cast<int>(b.batch_count);
-    if (ab_dtype == NE_DTYPE_F32) {
+    if (ab_dtype == NE_DTYPE_F32 && !b.tf32) {
         check(cublasSgemmStridedBatched(queue.blas, op_b, op_a, N, M, K, &b.alpha, b.b, ldb, b.b_batch_stride, b.a, lda,
                                         b.a_batch_stride, &b.beta, b.c, ldc, b.c_batch_stride, batches),
               "cublasSgemmStridedBatched");
@@ -42,7 +43,8 @@ void launch_gemm(const Queue& queue, const cpu::SgemmBatch& b, ne_dtype ab_dtype
     }
     check(cublasGemmStridedBatchedEx(queue.blas, op_b, op_a, N, M, K, &b.alpha, b.b, cuda_type(ab_dtype), ldb, b.b_batch_stride,
                                      b.a, cuda_type(ab_dtype), lda, b.a_batch_stride, &b.beta, b.c, cuda_type(c_dtype), ldc,
-                                     b.c_batch_stride, batches, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                     b.c_batch_stride, batches, b.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT),
           "cublasGemmStridedBatchedEx");
 }
 

@@ -37,15 +37,6 @@ void set_contiguous_strides(ne_tensor& tensor) {
     }
 }
 
-bool is_contiguous(const ne_tensor& tensor) {
-    int64_t expected = 1;
-    for (int32_t i = tensor.rank - 1; i >= 0; --i) {
-        if (tensor.shape[i] != 1 && tensor.strides[i] != expected) return false;
-        expected *= tensor.shape[i];
-    }
-    return true;
-}
-
 int64_t byte_size(const ne_tensor& tensor) { return tensor.element_count * dtype_size(tensor.dtype); }
 
 ne_tensor* new_tensor_handle(ne_tensor value) {

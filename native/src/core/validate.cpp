@@ -84,14 +84,19 @@ void expect_host_backend(const ne_context& context, const char* operation) {
     }
 }
 
-void expect_contiguous(const ne_tensor& tensor, const char* name) {
+bool is_contiguous(const ne_tensor& tensor) {
     int64_t expected = 1;
     for (int32_t i = tensor.rank - 1; i >= 0; --i) {
-        if (tensor.shape[i] != 1 && tensor.strides[i] != expected) {
-            fail(NE_STATUS_UNSUPPORTED, "argument '", name, "': expected a contiguous tensor, got shape ",
-                 shape_string(tensor), " with non-contiguous strides");
-        }
+        if (tensor.shape[i] != 1 && tensor.strides[i] != expected) return false;
         expected *= tensor.shape[i];
+    }
+    return true;
+}
+
+void expect_contiguous(const ne_tensor& tensor, const char* name) {
+    if (!is_contiguous(tensor)) {
+        fail(NE_STATUS_UNSUPPORTED, "argument '", name, "': expected a contiguous tensor, got shape ", shape_string(tensor),
+             " with non-contiguous strides");
     }
 }
 

@@ -34,6 +34,8 @@ const ne_tensor* optional_tensor_arg(const ne_tensor* tensor, const char* name);
 void expect_context(const ne_tensor& tensor, const ne_context& context, const char* name);
 void expect_dtype(const ne_tensor& tensor, ne_dtype dtype, const char* name);
 void expect_shape(const ne_tensor& tensor, std::initializer_list<int64_t> shape, const char* name);
+// Row-major with no gaps (dimensions of extent 1 may have any stride).
+bool is_contiguous(const ne_tensor& tensor);
 void expect_contiguous(const ne_tensor& tensor, const char* name);
 
 // Operations not yet ported to a device backend refuse its contexts (NE_STATUS_UNSUPPORTED,

@@ -19,6 +19,13 @@ inline unsigned grid_for(const Queue& queue, int64_t count, int threads) {
     return static_cast<unsigned>(wanted < 1 ? 1 : (wanted < cap ? wanted : cap));
 }
 
+// Blocks for a row-per-block kernel: one per row up to the grid's limit, then the kernel's
+// grid-stride loop takes the rest.
+inline unsigned row_blocks(int64_t rows) {
+    constexpr int64_t kMaxBlocks = 0x7fffffff;
+    return static_cast<unsigned>(rows < kMaxBlocks ? rows : kMaxBlocks);
+}
+
 struct SumOp {
     template <class T>
     __device__ T operator()(T a, T b) const { return a + b; }

@@ -25,9 +25,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kRowThreads = 256;
 
-// Rows of a row-per-block kernel: one block per row up to the grid's limit, then grid-stride.
-unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, INT_MAX)); }
-
 __global__ void fill_kernel(float* data, int64_t count, float value) {
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
         data[i] = value;

@@ -84,15 +84,6 @@ Layout contiguous_layout(const ne_tensor& tensor, void* data) {
     return layout;
 }
 
-bool is_contiguous(const ne_tensor& tensor) {
-    int64_t expected = 1;
-    for (int32_t i = tensor.rank - 1; i >= 0; --i) {
-        if (tensor.shape[i] != 1 && tensor.strides[i] != expected) return false;
-        expected *= tensor.shape[i];
-    }
-    return true;
-}
-
 // Walks a host tensor's elements in row-major order: visit(element address, index).
 template <class Visit>
 void for_each_host_element(const ne_tensor& tensor, Visit&& visit) {

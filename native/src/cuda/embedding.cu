@@ -10,7 +10,6 @@
 
 #include <cub/device/device_radix_sort.cuh>
 
-#include <algorithm>
 #include <climits>
 
 namespace ne::cuda {
@@ -98,7 +97,7 @@ void launch_embedding_backward(const Queue& queue, const EmbeddingLaunch& launch
     check(cub::DeviceRadixSort::SortPairs(sort_memory.as<void>(), sort_bytes, keys, sorted_keys, positions, sorted_positions,
                                           static_cast<int>(count), 0, 32, queue.stream),
           "cub::DeviceRadixSort::SortPairs");
-    embedding_backward_kernel<<<static_cast<unsigned>(std::min<int64_t>(count, INT_MAX)), kRowThreads, 0, queue.stream>>>(
+    embedding_backward_kernel<<<row_blocks(count), kRowThreads, 0, queue.stream>>>(
         launch, sorted_keys, sorted_positions);
     check_launch("embedding_backward_kernel");
 }

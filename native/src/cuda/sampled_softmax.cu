@@ -29,7 +29,6 @@
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 
-#include <algorithm>
 #include <climits>
 
 namespace ne::cuda {
@@ -37,8 +36,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kRowThreads = 256;
-
-unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, INT_MAX)); }
 
 // ---- Sampler --------------------------------------------------------------------------------
 

@@ -4,44 +4,18 @@
 // before the clock starts and after it stops; the time is the mean per call.
 //
 // Output, one line per case: RESULT <name> <milliseconds> <rate> <unit>
-#include "nativeengine.h"
+#include "bench_support.hpp"
 
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <cstdlib>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
 namespace {
 
-void check(ne_status status, const char* what) {
-    if (status != NE_STATUS_OK) {
-        std::fprintf(stderr, "%s failed: %s: %s\n", what, ne_status_string(status), ne_last_error());
-        std::exit(1);
-    }
-}
-
-ne_tensor* tensor(ne_context* context, ne_dtype dtype, std::vector<int64_t> shape) {
-    ne_tensor* t = nullptr;
-    check(ne_tensor_create(context, dtype, static_cast<int32_t>(shape.size()), shape.data(), &t), "ne_tensor_create");
-    return t;
-}
-
-ne_tensor* random_tensor(ne_context* context, std::vector<int64_t> shape, uint64_t seed) {
-    ne_tensor* t = tensor(context, NE_DTYPE_F32, shape);
-    int64_t count = 1;
-    for (const int64_t d : shape) count *= d;
-    std::vector<float> values(static_cast<size_t>(count));
-    std::mt19937_64 generator(seed);
-    std::uniform_real_distribution<float> distribution(-1.0f, 1.0f);
-    for (float& v : values) v = distribution(generator);
-    check(ne_tensor_write(t, values.data(), values.size() * sizeof(float)), "ne_tensor_write");
-    return t;
-}
+using namespace bench;
 
 // Uniform values in [-1, 1) rounded to bf16 (nearest, ties to even).
 ne_tensor* random_bf16_tensor(ne_context* context, std::vector<int64_t> shape, uint64_t seed) {
@@ -61,34 +35,10 @@ ne_tensor* random_bf16_tensor(ne_context* context, std::vector<int64_t> shape, u
     return t;
 }
 
-double time_ms(ne_context* context, const std::function<ne_status()>& call, const char* name) {
-    for (int i = 0; i < 3; ++i) check(call(), name);
-    check(ne_context_synchronize(context), "ne_context_synchronize");
-    using clock = std::chrono::steady_clock;
-    int iterations = 1;
-    while (true) {
-        const auto start = clock::now();
-        for (int i = 0; i < iterations; ++i) check(call(), name);
-        check(ne_context_synchronize(context), "ne_context_synchronize");
-        const double seconds = std::chrono::duration<double>(clock::now() - start).count();
-        if (seconds > 0.5 || iterations >= (1 << 16)) return seconds * 1e3 / iterations;
-        iterations *= seconds < 0.05 ? 10 : 2;
-    }
-}
-
-void report(const char* name, double ms, double rate, const char* unit) {
-    std::printf("RESULT %s %.6f %.3f %s\n", name, ms, rate, unit);
-    std::fflush(stdout);
-}
-
 }  // namespace
 
 int main() {
-    ne_context_options options{};
-    options.struct_size = sizeof options;
-    options.backend = NE_BACKEND_CUDA;
-    ne_context* context = nullptr;
-    check(ne_context_create(&options, &context), "ne_context_create");
+    ne_context* context = cuda_context();
     ne_context_info info{};
     info.struct_size = sizeof info;
     check(ne_context_get_info(context, &info), "ne_context_get_info");

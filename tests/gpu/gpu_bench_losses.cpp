@@ -12,74 +12,23 @@
 // Output: RESULT <name> <milliseconds> <rate> <unit> per case, and
 // MEMORY <name> <bytes> <input bytes>: the context's peak bytes over the inputs' (hidden, weight,
 // bias, targets) during the case: outputs, saved tensors and scratch memory of the step.
-#include "nativeengine.h"
+#include "bench_support.hpp"
 
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <functional>
 #include <random>
 #include <vector>
 
 namespace {
 
+using namespace bench;
+
 constexpr int64_t kN = 4096, kD = 512, kV = 100000, kS = 1024;
-
-void check(ne_status status, const char* what) {
-    if (status != NE_STATUS_OK) {
-        std::fprintf(stderr, "%s failed: %s: %s\n", what, ne_status_string(status), ne_last_error());
-        std::exit(1);
-    }
-}
-
-ne_tensor* tensor(ne_context* context, ne_dtype dtype, std::vector<int64_t> shape) {
-    ne_tensor* t = nullptr;
-    check(ne_tensor_create(context, dtype, static_cast<int32_t>(shape.size()), shape.data(), &t), "ne_tensor_create");
-    return t;
-}
-
-ne_tensor* random_tensor(ne_context* context, std::vector<int64_t> shape, uint64_t seed, float scale) {
-    ne_tensor* t = tensor(context, NE_DTYPE_F32, shape);
-    int64_t count = 1;
-    for (const int64_t d : shape) count *= d;
-    std::vector<float> values(static_cast<size_t>(count));
-    std::mt19937_64 generator(seed);
-    std::uniform_real_distribution<float> distribution(-scale, scale);
-    for (float& v : values) v = distribution(generator);
-    check(ne_tensor_write(t, values.data(), values.size() * sizeof(float)), "ne_tensor_write");
-    return t;
-}
-
-double time_ms(ne_context* context, const std::function<void()>& step) {
-    for (int i = 0; i < 3; ++i) step();
-    check(ne_context_synchronize(context), "ne_context_synchronize");
-    using clock = std::chrono::steady_clock;
-    int iterations = 1;
-    while (true) {
-        const auto start = clock::now();
-        for (int i = 0; i < iterations; ++i) step();
-        check(ne_context_synchronize(context), "ne_context_synchronize");
-        const double seconds = std::chrono::duration<double>(clock::now() - start).count();
-        if (seconds > 0.5 || iterations >= (1 << 16)) return seconds * 1e3 / iterations;
-        iterations *= seconds < 0.05 ? 10 : 2;
-    }
-}
 
 ne_memory_stats memory(ne_context* context) {
     ne_memory_stats stats{};
     stats.struct_size = sizeof stats;
     check(ne_context_get_memory_stats(context, &stats), "ne_context_get_memory_stats");
     return stats;
-}
-
-// A fresh context per case, so that its peak bytes are the case's.
-ne_context* cuda_context() {
-    ne_context_options options{};
-    options.struct_size = sizeof options;
-    options.backend = NE_BACKEND_CUDA;
-    ne_context* context = nullptr;
-    check(ne_context_create(&options, &context), "ne_context_create");
-    return context;
 }
 
 struct Inputs {
@@ -100,17 +49,13 @@ Inputs make_inputs(ne_context* context) {
     return in;
 }
 
-void report(const char* name, double ms, double rate, const char* unit) {
-    std::printf("RESULT %s %.6f %.3f %s\n", name, ms, rate, unit);
-    std::fflush(stdout);
-}
-
 void report_memory(const char* name, ne_context* context, const Inputs& in) {
     std::printf("MEMORY %s %lld %lld\n", name, static_cast<long long>(memory(context).peak_bytes - in.bytes),
                 static_cast<long long>(in.bytes));
     std::fflush(stdout);
 }
 
+// Each case makes a context of its own, so that the context's peak bytes are the case's.
 void sampled_softmax_step() {
     ne_context* context = cuda_context();
     const Inputs in = make_inputs(context);

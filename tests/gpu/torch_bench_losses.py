@@ -20,25 +20,10 @@ import sys
 import torch
 import torch.nn.functional as F
 
+import torch_bench
+from torch_bench import time_ms  # the same timing as the other benchmarks
+
 N, V, D = 4096, 100000, 512
-
-
-def time_ms(call):
-    for _ in range(3):
-        call()
-    torch.cuda.synchronize()
-    iterations = 1
-    while True:
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iterations):
-            call()
-        stop.record()
-        torch.cuda.synchronize()
-        ms = start.elapsed_time(stop)
-        if ms > 500 or iterations >= 1 << 16:
-            return ms / iterations
-        iterations *= 10 if ms < 50 else 2
 
 
 def peak_bytes(call, parameters):
@@ -60,7 +45,7 @@ TIMES, MEMORY = {}, {}
 
 def report(name, ms, rate, unit):
     TIMES[name] = ms
-    print(f"RESULT {name} {ms:.6f} {rate:.3f} {unit}", flush=True)
+    torch_bench.report(name, ms, rate, unit)
 
 
 def report_memory(name, extra, inputs):

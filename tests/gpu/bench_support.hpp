@@ -1,0 +1,81 @@
+// What both GPU benchmark programs (gpu_bench.cpp, gpu_bench_losses.cpp) share: exiting on a
+// failed call, tensors with random contents, the CUDA context, the timing loop and the result
+// lines that tests/gpu/compare.py and torch_bench_losses.py read.
+#pragma once
+
+#include "nativeengine.h"
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <vector>
+
+namespace bench {
+
+inline void check(ne_status status, const char* what) {
+    if (status != NE_STATUS_OK) {
+        std::fprintf(stderr, "%s failed: %s: %s\n", what, ne_status_string(status), ne_last_error());
+        std::exit(1);
+    }
+}
+
+inline ne_tensor* tensor(ne_context* context, ne_dtype dtype, std::vector<int64_t> shape) {
+    ne_tensor* t = nullptr;
+    check(ne_tensor_create(context, dtype, static_cast<int32_t>(shape.size()), shape.data(), &t), "ne_tensor_create");
+    return t;
+}
+
+// f32 values uniform in [-scale, scale).
+inline ne_tensor* random_tensor(ne_context* context, std::vector<int64_t> shape, uint64_t seed, float scale = 1.0f) {
+    ne_tensor* t = tensor(context, NE_DTYPE_F32, shape);
+    int64_t count = 1;
+    for (const int64_t d : shape) count *= d;
+    std::vector<float> values(static_cast<size_t>(count));
+    std::mt19937_64 generator(seed);
+    std::uniform_real_distribution<float> distribution(-scale, scale);
+    for (float& v : values) v = distribution(generator);
+    check(ne_tensor_write(t, values.data(), values.size() * sizeof(float)), "ne_tensor_write");
+    return t;
+}
+
+// A context on CUDA device 0; the caller destroys it.
+inline ne_context* cuda_context() {
+    ne_context_options options{};
+    options.struct_size = sizeof options;
+    options.backend = NE_BACKEND_CUDA;
+    ne_context* context = nullptr;
+    check(ne_context_create(&options, &context), "ne_context_create");
+    return context;
+}
+
+// A few warm-up steps, then enough timed steps to fill about half a second, the context
+// synchronized before the clock starts and after it stops: the mean milliseconds per step.
+inline double time_ms(ne_context* context, const std::function<void()>& step) {
+    for (int i = 0; i < 3; ++i) step();
+    check(ne_context_synchronize(context), "ne_context_synchronize");
+    using clock = std::chrono::steady_clock;
+    int iterations = 1;
+    while (true) {
+        const auto start = clock::now();
+        for (int i = 0; i < iterations; ++i) step();
+        check(ne_context_synchronize(context), "ne_context_synchronize");
+        const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+        if (seconds > 0.5 || iterations >= (1 << 16)) return seconds * 1e3 / iterations;
+        iterations *= seconds < 0.05 ? 10 : 2;
+    }
+}
+
+// One call per step, its status checked.
+inline double time_ms(ne_context* context, const std::function<ne_status()>& call, const char* name) {
+    return time_ms(context, [&] { check(call(), name); });
+}
+
+inline void report(const char* name, double ms, double rate, const char* unit) {
+    std::printf("RESULT %s %.6f %.3f %s\n", name, ms, rate, unit);
+    std::fflush(stdout);
+}
+
+}  // namespace bench

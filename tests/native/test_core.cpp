@@ -88,6 +88,7 @@ TEST(Context, ActivityOfACpuContextIsZero) {
     EXPECT_TRUE(fails_with(ne_context_get_activity(context.get(), &activity), NE_STATUS_VERSION_MISMATCH,
                            {"ne_context_get_activity", "'out_activity'", "struct_size"}));
     EXPECT_TRUE(fails_with(ne_context_get_activity(nullptr, &activity), NE_STATUS_NULL_POINTER, {"'context'"}));
+    EXPECT_TRUE(fails_with(ne_context_get_activity(context.get(), nullptr), NE_STATUS_NULL_POINTER, {"'out_activity'"}));
 }
 
 TEST(Context, AutoPicksBestLevelAndAllThreads) {

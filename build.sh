@@ -11,7 +11,8 @@
 #   ./build.sh run ...    run the CLI (managed/NativeEngine.Cli) with the given arguments
 #
 # Environment: NE_STRICT=1 treats compiler warnings as errors (CI sets it); NE_CUDA=ON requires the
-# CUDA library (AUTO, the default: built when nvcc works; OFF: never).
+# CUDA library (AUTO, the default: built when nvcc works; OFF: never); NE_CUDA_EMULATOR=ON requires
+# the SIMT emulator's build of it (tests/emulator; AUTO: built when the CUDA headers are found).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -25,33 +26,35 @@ fi
 step() { printf '\n==> %s\n' "$*"; }
 
 build_native() {
-  local preset=$1 cuda_args=()
-  [[ "$preset" == sanitize ]] || cuda_args=(-DNE_CUDA="${NE_CUDA:-AUTO}")
+  local preset=$1 cuda_args=(-DNE_CUDA_EMULATOR="${NE_CUDA_EMULATOR:-AUTO}")
+  [[ "$preset" == sanitize ]] || cuda_args+=(-DNE_CUDA="${NE_CUDA:-AUTO}")
   step "native: configure and build ($preset)"
   cmake --preset "$preset" "${cmake_strict_args[@]}" "${cuda_args[@]}" >/dev/null
   cmake --build --preset "$preset"
 }
 
-# Runs a GoogleTest executable of a preset (nativeengine_tests unless named); adds its pass/fail
-# counts to those of the summary line.
+# Runs a GoogleTest executable of a preset (native/nativeengine_tests under build/<preset>/tests
+# unless named), with a test filter when given; adds its pass/fail counts to the summary line.
 native_passed=0
 native_failed=0
 run_native_tests() {
-  local preset=$1 name=${2:-nativeengine_tests} log
-  local binary="$root/build/$preset/tests/native/$name"
+  local preset=$1 name=${2:-native/nativeengine_tests} filter=${3:-} log
+  local binary="$root/build/$preset/tests/$name"
   if [[ ! -x "$binary" ]]; then
     echo "error: $binary was not built: GoogleTest is missing (Debian: apt-get install libgtest-dev)" >&2
     exit 1
   fi
+  local args=(--gtest_brief=1)
+  [[ -z "$filter" ]] || args+=("--gtest_filter=$filter")
   step "native: GoogleTest ($preset, $name)"
   log=$(mktemp)
   local status=0
   if [[ "$preset" == sanitize ]]; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:allocator_may_return_null=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      "$binary" --gtest_brief=1 2>&1 | tee "$log" || status=$?
+      "$binary" "${args[@]}" 2>&1 | tee "$log" || status=$?
   else
-    "$binary" --gtest_brief=1 2>&1 | tee "$log" || status=$?
+    "$binary" "${args[@]}" 2>&1 | tee "$log" || status=$?
   fi
   local passed failed
   passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\.$/\1/p' "$log" | tail -n 1)
@@ -63,6 +66,17 @@ run_native_tests() {
   native_passed=$((native_passed + passed))
   native_failed=$((native_failed + failed))
   rm -f "$log"
+  return $status
+}
+
+# The SIMT emulator (tests/emulator) where it was built: its own tests, then the CUDA backend's
+# cases on it (every suite's cuda0 configuration and the CUDA-only suites).
+emulated_filter='*/cuda0:CudaBackend.*:AttentionCudaDeterminism.*:Cuda/AttentionHalfPrecision.*'
+run_emulated_tests() {
+  local preset=$1 status=0
+  [[ -x "$root/build/$preset/tests/native/nativeengine_emulated_tests" ]] || return 0
+  run_native_tests "$preset" emulator/simt_emulator_tests || status=$?
+  run_native_tests "$preset" native/nativeengine_emulated_tests "$emulated_filter" || status=$?
   return $status
 }
 
@@ -84,8 +98,9 @@ case "$command" in
     # The CUDA library's build of the same suites: on a machine without a GPU it checks the clean
     # refusal of CUDA contexts; with one, every ported kernel on the device.
     if [[ -x "$root/build/release/tests/native/nativeengine_cuda_tests" ]]; then
-      run_native_tests release nativeengine_cuda_tests || native_status=$?
+      run_native_tests release native/nativeengine_cuda_tests || native_status=$?
     fi
+    run_emulated_tests release || native_status=$?
     step "managed: build"
     dotnet build NativeEngine.sln -c Release -p:NativeEngineSkipNativeBuild=true "${dotnet_strict_args[@]}"
     step "managed: xunit"
@@ -104,9 +119,12 @@ case "$command" in
     ;;
   sanitize)
     build_native sanitize
-    run_native_tests sanitize
+    sanitize_status=0
+    run_native_tests sanitize || sanitize_status=$?
+    run_emulated_tests sanitize || sanitize_status=$?
     step "summary (sanitizers)"
     echo "$native_passed passed, $native_failed failed (GoogleTest under AddressSanitizer + UndefinedBehaviorSanitizer)"
+    [[ $sanitize_status -eq 0 ]]
     ;;
   bench)
     build_native release

@@ -88,7 +88,7 @@ printf '\n# Stages: %s (%s UTC)\n' "${stages[*]}" "$(date -u +%H:%M)" >>"$result
 
 generator=Ninja
 command -v ninja >/dev/null || generator="Unix Makefiles"
-configure_args=(-S . -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON -DNE_BUILD_BENCHMARKS=OFF
+configure_args=(-S . -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON -DNE_CUDA_EMULATOR=OFF -DNE_BUILD_BENCHMARKS=OFF
                 -DCMAKE_CUDA_ARCHITECTURES="$arch")
 if [[ ! -e /usr/include/gtest/gtest.h && -d .device/googletest ]]; then
   configure_args+=(-DNE_GTEST_SOURCE_DIR="$root/.device/googletest")

@@ -918,7 +918,8 @@ protected:
     Context context;
 };
 
-// Every problem of the f32 suite, and the tuned head dimensions over several blocks of queries.
+// Every problem of the f32 suite, the tuned head dimensions over several blocks of queries, and a
+// head dimension above 128 that is no whole number of 16-byte pieces (tiles load element-wise).
 TEST_P(AttentionHalfPrecision, ForwardAndBackwardMatchOracle) {
     const ne_dtype dtype = GetParam();
     const bool bf16 = dtype == NE_DTYPE_BF16;
@@ -927,6 +928,7 @@ TEST_P(AttentionHalfPrecision, ForwardAndBackwardMatchOracle) {
     cases.push_back({2, 130, 130, 4, 2, 64, true, {130, 77}});
     cases.push_back({1, 140, 140, 2, 2, 128, true});
     cases.push_back({1, 100, 160, 2, 1, 128, false, {150}});
+    cases.push_back({1, 40, 40, 2, 2, 250, true});
     uint64_t seed = 300;
     for (const Problem& p : cases) {
         SCOPED_TRACE(p.describe());

@@ -144,6 +144,44 @@ TEST(CudaBackend, WritesReadsFillsAndStridedCopies) {
     EXPECT_EQ(read<int8_t>(integers.get()), std::vector<int8_t>(7, -3));
 }
 
+// Strided copies and fills move elements of their own size: 2-byte (bf16) and 1-byte (int8)
+// transposes on the device, and a fill of a strided 2-byte view.
+TEST(CudaBackend, StridedCopiesAndFillsOfNarrowElements) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    Context cuda = cuda_context();
+    const int64_t shape[] = {5, 3}, strides[] = {1, 5};
+    std::vector<uint16_t> halves(15);
+    std::vector<int8_t> bytes(15);
+    for (int i = 0; i < 15; ++i) {
+        halves[static_cast<size_t>(i)] = static_cast<uint16_t>(0x3f80 + i);  // bf16 1.0 and up
+        bytes[static_cast<size_t>(i)] = static_cast<int8_t>(i - 7);
+    }
+    std::vector<uint16_t> halves_transposed(15);
+    std::vector<int8_t> bytes_transposed(15);
+    for (int r = 0; r < 5; ++r) {
+        for (int c = 0; c < 3; ++c) {
+            halves_transposed[static_cast<size_t>(r * 3 + c)] = halves[static_cast<size_t>(c * 5 + r)];
+            bytes_transposed[static_cast<size_t>(r * 3 + c)] = bytes[static_cast<size_t>(c * 5 + r)];
+        }
+    }
+    Tensor half_source = make_tensor(cuda.get(), NE_DTYPE_BF16, {3, 5}, halves);
+    Tensor byte_source = make_tensor(cuda.get(), NE_DTYPE_I8, {3, 5}, bytes);
+    ne_tensor* raw = nullptr;
+    NE_ASSERT_OK(ne_tensor_view(half_source.get(), 0, 2, shape, strides, &raw));
+    Tensor half_view(raw);
+    NE_ASSERT_OK(ne_tensor_view(byte_source.get(), 0, 2, shape, strides, &raw));
+    Tensor byte_view(raw);
+    Tensor half_target = make_tensor(cuda.get(), NE_DTYPE_BF16, {5, 3});
+    Tensor byte_target = make_tensor(cuda.get(), NE_DTYPE_I8, {5, 3});
+    NE_ASSERT_OK(ne_tensor_copy(half_target.get(), half_view.get()));
+    NE_ASSERT_OK(ne_tensor_copy(byte_target.get(), byte_view.get()));
+    EXPECT_EQ(read<uint16_t>(half_target.get()), halves_transposed);
+    EXPECT_EQ(read<int8_t>(byte_target.get()), bytes_transposed);
+
+    NE_ASSERT_OK(ne_tensor_fill(half_view.get(), -2.0));
+    EXPECT_EQ(read<uint16_t>(half_source.get()), std::vector<uint16_t>(15, 0xc000));  // bf16 -2.0
+}
+
 TEST(CudaBackend, TensorsStayWithTheirContext) {
     if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
     Context cuda = cuda_context();

@@ -267,10 +267,12 @@ struct Shape {
 };
 
 // Edges of the vector loops (C below, at and around multiples of 8, 16 and 4 vectors of either),
-// a single row, a single channel, and enough rows to be split into chunks and among threads
-// (the last two; 9000 rows is more than 256 chunks of 32 rows, so chunks grow longer).
-const Shape kShapes[] = {{1, 1},   {1, 3},    {5, 1},    {4, 7},    {3, 16},    {3, 17},    {4, 31},   {2, 33},
-                         {7, 100}, {2, 128},  {3, 1023}, {2, 1025}, {67, 64},   {1100, 45}, {2500, 67}, {9000, 9}};
+// a single row, a single channel, enough rows to be split into chunks and among threads (9000
+// rows is more than 256 chunks of 32 rows, so chunks grow longer), and rows longer than a
+// device keeps in registers (C > 4096: in shared memory up to 8192, re-read from memory beyond).
+const Shape kShapes[] = {{1, 1},    {1, 3},     {5, 1},    {4, 7},    {3, 16},   {3, 17},
+                         {4, 31},   {2, 33},    {7, 100},  {2, 128},  {3, 1023}, {2, 1025},
+                         {67, 64},  {1100, 45}, {2500, 67}, {9000, 9}, {2, 5000}, {2, 9001}};
 
 std::string describe(Norm norm, const Shape& shape) {
     return std::string(norm_name(norm)) + " N=" + std::to_string(shape.N) + " C=" + std::to_string(shape.C);

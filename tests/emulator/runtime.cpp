@@ -3,11 +3,14 @@
 // checks a real runtime or compute-sanitizer makes on the calls: copies must stay inside live
 // allocations in the direction they name, frees must name a live allocation, device 0 is the
 // only device. New device memory holds 0xff bytes (a NaN in every float), because a GPU's does
-// not start zeroed.
+// not start zeroed. Calls that make the host wait for the device on a GPU (synchronizations,
+// cudaMalloc/cudaFree and the pinned-memory calls, copies to or from pageable host memory) are
+// counted: simt_host_blocking_calls() exports the count, so that a test can show a loop makes none.
 #include "runtime.hpp"
 #include "simt.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +44,9 @@ std::map<uintptr_t, size_t> g_pinned;
 size_t g_device_bytes = 0;
 int g_current_device = 0;
 CUmemPoolHandle_st g_pool{0};
+std::atomic<int64_t> g_host_blocking_calls{0};
+
+void host_blocks() { ++g_host_blocking_calls; }
 
 bool within(const std::map<uintptr_t, size_t>& allocations, const void* address, size_t bytes) {
     const auto a = reinterpret_cast<uintptr_t>(address);
@@ -103,6 +109,10 @@ cudaError_t check_copy(const char* api, void* destination, const void* source, s
         report_misuse(api, "a range is not inside one device allocation, or not on the side the copy's kind names");
         return cudaErrorInvalidValue;
     }
+    // A copy between the device and pageable (not cudaMallocHost) memory waits for the stream.
+    const bool pageable_host = (!destination_device && !within(g_pinned, destination, bytes)) ||
+                               (!source_device && !within(g_pinned, source, bytes));
+    if (bytes > 0 && pageable_host && (destination_device || source_device)) host_blocks();
     return cudaSuccess;
 }
 
@@ -120,6 +130,8 @@ void report_misuse(const char* api, const char* message) { std::fprintf(stderr, 
 using simt::report_misuse;
 
 extern "C" {
+
+__attribute__((visibility("default"))) int64_t simt_host_blocking_calls(void) { return simt::g_host_blocking_calls.load(); }
 
 cudaError_t cudaGetDeviceCount(int* count) {
     if (!count) return cudaErrorInvalidValue;
@@ -218,13 +230,20 @@ const char* cudaGetErrorString(cudaError_t error) {
     }
 }
 
-cudaError_t cudaMalloc(void** pointer, size_t bytes) { return simt::allocate(pointer, bytes); }
+cudaError_t cudaMalloc(void** pointer, size_t bytes) {
+    simt::host_blocks();
+    return simt::allocate(pointer, bytes);
+}
 cudaError_t cudaMallocAsync(void** pointer, size_t bytes, cudaStream_t) { return simt::allocate(pointer, bytes); }
-cudaError_t cudaFree(void* pointer) { return simt::release(pointer); }
+cudaError_t cudaFree(void* pointer) {
+    simt::host_blocks();
+    return simt::release(pointer);
+}
 cudaError_t cudaFreeAsync(void* pointer, cudaStream_t) { return simt::release(pointer); }
 
 cudaError_t cudaMallocHost(void** pointer, size_t bytes) {
     if (!pointer) return cudaErrorInvalidValue;
+    simt::host_blocks();
     void* memory = std::malloc(std::max<size_t>(bytes, 1));
     if (!memory) return cudaErrorMemoryAllocation;
     std::lock_guard lock(simt::g_mutex);
@@ -235,6 +254,7 @@ cudaError_t cudaMallocHost(void** pointer, size_t bytes) {
 
 cudaError_t cudaFreeHost(void* pointer) {
     if (!pointer) return cudaSuccess;
+    simt::host_blocks();
     std::lock_guard lock(simt::g_mutex);
     if (simt::g_pinned.erase(reinterpret_cast<uintptr_t>(pointer)) == 0) {
         report_misuse("cudaFreeHost", "the pointer is not a live cudaMallocHost allocation");
@@ -252,6 +272,7 @@ cudaError_t cudaMemcpyAsync(void* destination, const void* source, size_t bytes,
 }
 
 cudaError_t cudaMemcpy(void* destination, const void* source, size_t bytes, cudaMemcpyKind kind) {
+    simt::host_blocks();
     return cudaMemcpyAsync(destination, source, bytes, kind, nullptr);
 }
 
@@ -276,8 +297,14 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     return cudaSuccess;
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    simt::host_blocks();
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+    simt::host_blocks();
+    return cudaSuccess;
+}
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags) {
     if (!event) return cudaErrorInvalidValue;
@@ -292,7 +319,10 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) { return event ? cudaSuccess : cudaErrorInvalidResourceHandle; }
 cudaError_t cudaEventQuery(cudaEvent_t event) { return event ? cudaSuccess : cudaErrorInvalidResourceHandle; }
-cudaError_t cudaEventSynchronize(cudaEvent_t event) { return event ? cudaSuccess : cudaErrorInvalidResourceHandle; }
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+    simt::host_blocks();
+    return event ? cudaSuccess : cudaErrorInvalidResourceHandle;
+}
 
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
     if (!pool) return cudaErrorInvalidValue;

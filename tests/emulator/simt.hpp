@@ -186,47 +186,42 @@ T __shfl_up_sync(unsigned mask, T value, unsigned delta, int width = 32) {
 }
 
 // ---- Atomics: blocks and threads never run at the same time, so plain read-modify-writes --
+namespace simt {
+template <class T, class Update>
+T atomic_update(T* address, Update update) {
+    const T old = *address;
+    *address = update(old);
+    return old;
+}
+}  // namespace simt
+
 template <class T>
 T atomicAdd(T* address, T value) {
-    const T old = *address;
-    *address = old + value;
-    return old;
+    return ::simt::atomic_update(address, [value](T old) { return old + value; });
 }
 template <class T>
 T atomicMin(T* address, T value) {
-    const T old = *address;
-    *address = value < old ? value : old;
-    return old;
+    return ::simt::atomic_update(address, [value](T old) { return value < old ? value : old; });
 }
 template <class T>
 T atomicMax(T* address, T value) {
-    const T old = *address;
-    *address = value > old ? value : old;
-    return old;
+    return ::simt::atomic_update(address, [value](T old) { return value > old ? value : old; });
 }
 template <class T>
 T atomicOr(T* address, T value) {
-    const T old = *address;
-    *address = old | value;
-    return old;
+    return ::simt::atomic_update(address, [value](T old) { return old | value; });
 }
 template <class T>
 T atomicAnd(T* address, T value) {
-    const T old = *address;
-    *address = old & value;
-    return old;
+    return ::simt::atomic_update(address, [value](T old) { return old & value; });
 }
 template <class T>
 T atomicExch(T* address, T value) {
-    const T old = *address;
-    *address = value;
-    return old;
+    return ::simt::atomic_update(address, [value](T) { return value; });
 }
 template <class T>
 T atomicCAS(T* address, T compare, T value) {
-    const T old = *address;
-    if (old == compare) *address = value;
-    return old;
+    return ::simt::atomic_update(address, [compare, value](T old) { return old == compare ? value : old; });
 }
 
 // ---- Math and bit functions that nvcc provides for device code ----------------------------

@@ -6,6 +6,8 @@
 // whose configurations include the device (test_support.hpp).
 #include "test_support.hpp"
 
+#include <dlfcn.h>
+
 #include <limits>
 #include <numeric>
 
@@ -251,6 +253,14 @@ TEST(CudaBackend, DataChecksReportAtTheNextWait) {
 
 // Uploads and data checks do not make the host wait: a loop of them counts no host wait, until
 // the checks fill their 1024 slots of device memory (one wait) or a read (one more).
+// The SIMT emulator's count of CUDA runtime calls that block the host (tests/emulator/runtime.cpp),
+// or -1 outside it: a check of "no wait" that does not rest on the library's own count.
+int64_t emulator_host_blocking_calls() {
+    using Count = int64_t (*)();
+    const auto count = reinterpret_cast<Count>(dlsym(RTLD_DEFAULT, "simt_host_blocking_calls"));
+    return count ? count() : -1;
+}
+
 TEST(CudaBackend, UploadsAndChecksDoNotWait) {
     if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
     Context cuda = cuda_context();
@@ -260,6 +270,7 @@ TEST(CudaBackend, UploadsAndChecksDoNotWait) {
     Tensor out = make_tensor(ctx, NE_DTYPE_F32, {32, 8});
     NE_ASSERT_OK(ne_context_synchronize(ctx));
     const int64_t waits = activity(ctx).host_waits;
+    const int64_t blocking_calls = emulator_host_blocking_calls();
     std::vector<int32_t> host_ids(32);
     for (int step = 0; step < 1000; ++step) {
         for (size_t i = 0; i < host_ids.size(); ++i) host_ids[i] = static_cast<int32_t>((i * 7 + static_cast<size_t>(step)) % 16);
@@ -268,6 +279,7 @@ TEST(CudaBackend, UploadsAndChecksDoNotWait) {
     }
     EXPECT_EQ(activity(ctx).host_waits, waits);
     EXPECT_EQ(activity(ctx).pending_checks, 1000);
+    EXPECT_EQ(emulator_host_blocking_calls(), blocking_calls) << "a CUDA runtime call made the host wait";
     for (int step = 0; step < 30; ++step) NE_ASSERT_OK(ne_embedding_forward(ctx, table.get(), ids.get(), out.get()));
     EXPECT_EQ(activity(ctx).host_waits, waits + 1);
     EXPECT_EQ(activity(ctx).pending_checks, 30 - (1024 - 1000));

@@ -49,11 +49,12 @@ DeferredChecks::~DeferredChecks() {
     if (slots_) cudaFree(slots_);
 }
 
+void DeferredChecks::prepare(const Queue& queue) {
+    check(cudaMalloc(&slots_, kSlots * sizeof(unsigned long long)), "cudaMalloc (check slots)");
+    check(cudaMemsetAsync(slots_, 0xff, kSlots * sizeof(unsigned long long), queue.stream), "cudaMemsetAsync");
+}
+
 unsigned long long* DeferredChecks::next_slot(const Queue& queue, DescribeBadElement describe) {
-    if (!slots_) {
-        check(cudaMalloc(&slots_, kSlots * sizeof(unsigned long long)), "cudaMalloc (check slots)");
-        check(cudaMemsetAsync(slots_, 0xff, kSlots * sizeof(unsigned long long), queue.stream), "cudaMemsetAsync");
-    }
     // Every slot in use: a rare wait, so that the slots never grow.
     if (static_cast<int64_t>(pending_.size()) == kSlots) wait(queue);
     pending_.push_back({current_function(), std::move(describe)});

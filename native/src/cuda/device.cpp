@@ -222,6 +222,7 @@ public:
             // CUBLAS_TF32_TENSOR_OP_MATH would), so results stay within the CPU's tolerances.
             check(cublasSetMathMode(queue_.blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
             check(cublasLtCreate(&queue_.blas_lt), "cublasLtCreate");
+            checks_.prepare(queue_);
         } catch (...) {
             release_handles();
             throw;

@@ -81,6 +81,9 @@ public:
     DeferredChecks(const DeferredChecks&) = delete;
     DeferredChecks& operator=(const DeferredChecks&) = delete;
 
+    // Allocates the slots, at the context's creation: cudaMalloc may wait for the device, which
+    // no check in a step may do.
+    void prepare(const Queue& queue);
     void check_int_range(const Queue& queue, const IntRangeCheck& range, DescribeBadElement describe);
     void check_floats(const Queue& queue, const FloatCheck& floats, DescribeBadElement describe);
     // Waits for the queue, then throws the first failure among the checks queued before.

@@ -112,6 +112,28 @@ case "$command" in
       awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
     if [[ $managed_status -ne 0 && $managed_failed -eq 0 ]]; then managed_failed=1; fi
     rm -f "$log"
+    # The model's managed suites with every context on the CUDA backend of the SIMT emulator's
+    # library: autograd, the transformer, and the trainer's count of host waits between reports.
+    emulated_library="$root/build/release/tests/emulator/libnativeengine_cuda_emulated.so"
+    if [[ -f "$emulated_library" ]]; then
+      step "managed: autograd, the transformer and the trainer's waits on the SIMT emulator (NE_BACKEND=cuda)"
+      log=$(mktemp)
+      emulated_status=0
+      NE_NATIVE_PATH="$emulated_library" NE_BACKEND=cuda \
+        dotnet tests/managed/NativeEngine.Tests/bin/Release/net10.0/NativeEngine.Tests.dll -noColor \
+        -method 'NativeEngine.Tests.Autograd.*' -method 'NativeEngine.Tests.Models.DecoderOnlyTransformerTests.*' \
+        -method NativeEngine.Tests.Training.TrainerTests.StepsBetweenReportsMakeNoHostWait 2>&1 | tee "$log" ||
+        emulated_status=$?
+      # The in-process runner's summary: "Total: T, Errors: E, Failed: F, Skipped: S, Not Run: N".
+      read -r emulated_passed emulated_failed < <(sed -n \
+        's/.*Total: *\([0-9]*\), Errors: *\([0-9]*\), Failed: *\([0-9]*\), Skipped: *\([0-9]*\), Not Run: *\([0-9]*\).*/\1 \2 \3 \4 \5/p' \
+        "$log" | awk '{ print $1 - $2 - $3 - $4 - $5, $2 + $3 } END { if (NR == 0) print 0, 1 }')
+      if [[ $emulated_status -ne 0 && $emulated_failed -eq 0 ]]; then emulated_failed=1; fi
+      managed_passed=$((managed_passed + emulated_passed))
+      managed_failed=$((managed_failed + emulated_failed))
+      [[ $emulated_failed -eq 0 ]] || managed_status=1
+      rm -f "$log"
+    fi
     step "summary"
     echo "$((native_passed + managed_passed)) passed, $((native_failed + managed_failed)) failed" \
          "(GoogleTest: $native_passed passed, $native_failed failed; xunit: $managed_passed passed, $managed_failed failed)"

@@ -118,11 +118,12 @@ struct Problem {
     __device__ int length(int64_t b) const {
         return key_lengths ? min(max(key_lengths[b * key_lengths_stride], 0), Tk) : Tk;
     }
-    // Keys [0, visible) of a sequence of `length` keys are what query i sees.
+    // Keys [0, visible) of a sequence of `length` keys are what query i sees (at most length,
+    // as i < Tq; the sum is formed in 64 bits, where Tq + Tk may pass 2^31).
     __device__ int visible(int i, int length) const {
         if (!causal) return length;
-        const int last = i + length - Tq + 1;
-        return last > 0 ? last : 0;
+        const int64_t last = int64_t{i} + length - Tq + 1;
+        return last > 0 ? static_cast<int>(last) : 0;
     }
 };
 

@@ -69,14 +69,27 @@ run_native_tests() {
   return $status
 }
 
-# The SIMT emulator (tests/emulator) where it was built: its own tests, then the CUDA backend's
-# cases on it (every suite's cuda0 configuration and the CUDA-only suites).
+# The SIMT emulator (tests/emulator) where it was built: its own tests, the CUDA backend's cases
+# on it (every suite's cuda0 configuration and the CUDA-only suites), and a smoke run of the GPU
+# benchmark programs.
 emulated_filter='*/cuda0:CudaBackend.*:AttentionCudaDeterminism.*:Cuda/AttentionHalfPrecision.*'
 run_emulated_tests() {
   local preset=$1 status=0
   [[ -x "$root/build/$preset/tests/native/nativeengine_emulated_tests" ]] || return 0
   run_native_tests "$preset" emulator/simt_emulator_tests || status=$?
   run_native_tests "$preset" native/nativeengine_emulated_tests "$emulated_filter" || status=$?
+  step "native: the GPU benchmark programs once at small sizes on the SIMT emulator ($preset)"
+  local bench results
+  for bench in gpu_bench gpu_bench_losses; do
+    if results=$(NE_BENCH_SMOKE=1 "$root/build/$preset/tests/emulator/nativeengine_${bench}_emulated"); then
+      echo "$bench: $(grep -c '^RESULT' <<<"$results") cases ran"
+      native_passed=$((native_passed + 1))
+    else
+      echo "error: $bench failed on the SIMT emulator" >&2
+      native_failed=$((native_failed + 1))
+      status=1
+    fi
+  done
   return $status
 }
 

@@ -1,6 +1,10 @@
 // What both GPU benchmark programs (gpu_bench.cpp, gpu_bench_losses.cpp) share: exiting on a
 // failed call, tensors with random contents, the CUDA context, the timing loop and the result
 // lines that tests/gpu/compare.py and torch_bench_losses.py read.
+//
+// NE_BENCH_SMOKE=1: every case once at small sizes (`scaled`), untimed in effect: how CI runs the
+// programs on the SIMT emulator (tests/emulator), so that a broken benchmark shows before it
+// costs time on a GPU. Its numbers mean nothing.
 #pragma once
 
 #include "nativeengine.h"
@@ -14,6 +18,14 @@
 #include <vector>
 
 namespace bench {
+
+inline bool smoke() {
+    static const bool enabled = std::getenv("NE_BENCH_SMOKE") != nullptr;
+    return enabled;
+}
+
+// A benchmark dimension: `full`, or `small` in a smoke run.
+inline int64_t scaled(int64_t full, int64_t small) { return smoke() ? small : full; }
 
 inline void check(ne_status status, const char* what) {
     if (status != NE_STATUS_OK) {
@@ -52,8 +64,14 @@ inline ne_context* cuda_context() {
 }
 
 // A few warm-up steps, then enough timed steps to fill about half a second, the context
-// synchronized before the clock starts and after it stops: the mean milliseconds per step.
+// synchronized before the clock starts and after it stops: the mean milliseconds per step (a
+// smoke run: one step, and 1).
 inline double time_ms(ne_context* context, const std::function<void()>& step) {
+    if (smoke()) {
+        step();
+        check(ne_context_synchronize(context), "ne_context_synchronize");
+        return 1.0;
+    }
     for (int i = 0; i < 3; ++i) step();
     check(ne_context_synchronize(context), "ne_context_synchronize");
     using clock = std::chrono::steady_clock;

@@ -45,7 +45,7 @@ int main() {
     std::printf("DEVICE %s\n", info.device_name);
 
     {  // Fused residual + LayerNorm at [4096, 1024].
-        const int64_t N = 4096, C = 1024;
+        const int64_t N = scaled(4096, 8), C = 1024;
         ne_tensor* x = random_tensor(context, {N, C}, 1);
         ne_tensor* residual = random_tensor(context, {N, C}, 2);
         ne_tensor* gamma = random_tensor(context, {C}, 3);
@@ -73,7 +73,7 @@ int main() {
     }
 
     {  // GEMMs at 4096^3: int8 (int32 output, and f32 with the dequantizing epilogue), f32 and bf16.
-        const int64_t n = 4096;
+        const int64_t n = scaled(4096, 64);
         const double operations = 2.0 * static_cast<double>(n) * n * n;
         ne_tensor* a = tensor(context, NE_DTYPE_I8, {n, n});
         ne_tensor* b = tensor(context, NE_DTYPE_I8, {n, n});
@@ -108,7 +108,7 @@ int main() {
     // of exact attention: 4 B H T^2 D forward (two products), 2.5 times that backward (five),
     // halved under causal masking; the same counts as torch_bench.py.
     for (const auto& shape : {std::vector<int64_t>{2, 16, 128}, std::vector<int64_t>{2, 32, 64}}) {
-        const int64_t B = shape[0], T = 4096, H = shape[1], D = shape[2];
+        const int64_t B = shape[0], T = scaled(4096, 80), H = shape[1], D = shape[2];
         ne_tensor* q = random_bf16_tensor(context, {B, T, H, D}, 11);
         ne_tensor* k = random_bf16_tensor(context, {B, T, H, D}, 12);
         ne_tensor* v = random_bf16_tensor(context, {B, T, H, D}, 13);
@@ -136,7 +136,7 @@ int main() {
 
     {  // Decoding one token against a bf16 key/value cache: B = 4, H = 32 over Hkv = 8, D = 128,
        // 8192 cached keys; the rate is the cache bytes read per second.
-        const int64_t B = 4, H = 32, Hkv = 8, D = 128, Tk = 8192;
+        const int64_t B = 4, H = 32, Hkv = 8, D = 128, Tk = scaled(8192, 300);
         ne_tensor* q = random_bf16_tensor(context, {B, 1, H, D}, 21);
         ne_tensor* k = random_bf16_tensor(context, {B, Tk, Hkv, D}, 22);
         ne_tensor* v = random_bf16_tensor(context, {B, Tk, Hkv, D}, 23);

@@ -22,7 +22,7 @@ namespace {
 
 using namespace bench;
 
-constexpr int64_t kN = 4096, kD = 512, kV = 100000, kS = 1024;
+const int64_t kN = scaled(4096, 48), kD = scaled(512, 32), kV = scaled(100000, 2000), kS = scaled(1024, 64);
 
 ne_memory_stats memory(ne_context* context) {
     ne_memory_stats stats{};

@@ -14,6 +14,9 @@
 // and anything about performance.
 #pragma once
 
+// Kernel sources that use PTX (native/src/cuda/mma_sync.cuh) take the emulator's version instead.
+#define NE_SIMT_EMULATOR 1
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
@@ -123,6 +126,46 @@ T exchange(unsigned mask, T value, int source_lane) {
 
 // The launch's dynamic shared memory (extern __shared__ arrays, rewritten by translate.py).
 unsigned char* dynamic_shared();
+
+inline float widen(__half x) { return __half2float(x); }
+inline float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// PTX mma.sync.m16n8k16 with 16-bit inputs E and f32 accumulation, c += a b, in the PTX ISA's
+// fragment layouts (see native/src/cuda/mma_sync.cuh): the lanes' registers are gathered through
+// the warp between two warp barriers; products are exact in f32 and summed in k order.
+template <class E>
+void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    const int lane = current_thread().lane;
+    const void** slots = warp_pointer_slots();
+    slots[lane * 3] = a;
+    slots[lane * 3 + 1] = b;
+    sync_warp(0xffffffffu);
+    // Element k of a packed pair: the low half for even k.
+    const auto half = [](uint32_t pair, int k) {
+        const auto bits = static_cast<uint16_t>(k % 2 == 0 ? pair : pair >> 16);
+        E value;
+        std::memcpy(static_cast<void*>(&value), &bits, sizeof bits);
+        return widen(value);
+    };
+    const auto a_at = [&](int row, int k) {
+        const auto* registers = static_cast<const uint32_t*>(slots[(4 * (row % 8) + (k % 8) / 2) * 3]);
+        return half(registers[(row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)], k);
+    };
+    const auto b_at = [&](int k, int column) {
+        const auto* registers = static_cast<const uint32_t*>(slots[(4 * column + (k % 8) / 2) * 3 + 1]);
+        return half(registers[k >= 8 ? 1 : 0], k);
+    };
+    const int g = lane / 4, t = lane % 4;
+    float result[4];
+    for (int i = 0; i < 4; ++i) {
+        const int row = g + (i >= 2 ? 8 : 0), column = 2 * t + i % 2;
+        float sum = c[i];
+        for (int k = 0; k < 16; ++k) sum += a_at(row, k) * b_at(k, column);
+        result[i] = sum;
+    }
+    sync_warp(0xffffffffu);  // every lane has read the operands before any lane changes them
+    for (int i = 0; i < 4; ++i) c[i] = result[i];
+}
 
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
 cudaError_t occupancy(int* blocks, const void* kernel, int threads, size_t dynamic_shared_bytes);

@@ -192,6 +192,49 @@ TEST(SimtEmulator, WmmaMultipliesRowMajorAByColumnMajorB) {
     }
 }
 
+// PTX mma.sync m16n8k16 (the emulator's stand-in): each lane gathers its registers as the PTX ISA
+// lays them out, from row-major A [16, 16] and B [16, 8], and scatters its part of C.
+__global__ void mma_kernel(const __nv_bfloat16* A, const __nv_bfloat16* B, float* C) {
+    const int lane = static_cast<int>(threadIdx.x), g = lane / 4, t = lane % 4;
+    const auto pair = [](__nv_bfloat16 low, __nv_bfloat16 high) {
+        uint16_t l, h;
+        memcpy(&l, &low, 2);
+        memcpy(&h, &high, 2);
+        return uint32_t{l} | uint32_t{h} << 16;
+    };
+    const uint32_t a[4] = {pair(A[g * 16 + 2 * t], A[g * 16 + 2 * t + 1]), pair(A[(g + 8) * 16 + 2 * t], A[(g + 8) * 16 + 2 * t + 1]),
+                           pair(A[g * 16 + 2 * t + 8], A[g * 16 + 2 * t + 9]),
+                           pair(A[(g + 8) * 16 + 2 * t + 8], A[(g + 8) * 16 + 2 * t + 9])};
+    const uint32_t b[2] = {pair(B[(2 * t) * 8 + g], B[(2 * t + 1) * 8 + g]), pair(B[(2 * t + 8) * 8 + g], B[(2 * t + 9) * 8 + g])};
+    float c[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+    ::simt::mma_m16n8k16<__nv_bfloat16>(c, a, b);
+    C[g * 8 + 2 * t] = c[0];
+    C[g * 8 + 2 * t + 1] = c[1];
+    C[(g + 8) * 8 + 2 * t] = c[2];
+    C[(g + 8) * 8 + 2 * t + 1] = c[3];
+}
+
+TEST(SimtEmulator, MmaSyncFollowsThePtxFragmentLayouts) {
+    std::vector<__nv_bfloat16> a(16 * 16), b(16 * 8);
+    std::vector<float> af(a.size()), bf(b.size());
+    std::mt19937 generator(11);
+    std::uniform_int_distribution<int> small(-4, 4);
+    for (size_t i = 0; i < a.size(); ++i) a[i] = __float2bfloat16_rn(af[i] = static_cast<float>(small(generator)));
+    for (size_t i = 0; i < b.size(); ++i) b[i] = __float2bfloat16_rn(bf[i] = static_cast<float>(small(generator)));
+    DeviceBuffer<__nv_bfloat16> da(a), db(b);
+    DeviceBuffer<float> dc(16 * 8);
+    mma_kernel<<<1, 32>>>(da.data, db.data, dc.data);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    const std::vector<float> c = dc.read();
+    for (int m = 0; m < 16; ++m) {
+        for (int n = 0; n < 8; ++n) {
+            float expected = 0.5f;
+            for (int k = 0; k < 16; ++k) expected += af[static_cast<size_t>(m * 16 + k)] * bf[static_cast<size_t>(k * 8 + n)];
+            EXPECT_EQ(c[static_cast<size_t>(m * 8 + n)], expected) << m << ", " << n;
+        }
+    }
+}
+
 // ---- CUB ----------------------------------------------------------------------------------
 
 constexpr int kSortThreads = 128;

@@ -9,7 +9,9 @@
 // need only __syncwarp; the block synchronizes where a tile is reloaded. Products of two tiles
 // run on tensor cores (WMMA, 16x16x16, f32 accumulation) for bf16/f16 elements and on the SIMT
 // units (explicit fmaf) for f32, where the managed model's fp32 training must keep f32 accuracy.
-// The head dimension is padded to a tile of 64, 128 or 256 with zeros.
+// The bf16/f16 forward with head dimensions up to 128 keeps the scores in registers instead
+// (mma.sync, forward_registers_kernel). The head dimension is padded to a tile of 64, 128 or 256
+// with zeros.
 //
 // Backward, deterministic without atomics: delta = rowsum(dout * out) first; then one pass per
 // key block computes dk and dv from every query row of the group that sees it (the G heads of a
@@ -23,6 +25,7 @@
 #include "attention.hpp"
 #include "common.cuh"
 #include "core/error.hpp"
+#include "mma_sync.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -30,6 +33,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -402,6 +406,174 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
 }
 
 // ------------------------------------------------------------------------------------------
+// Forward on registers: bf16/f16, head dimensions up to 128
+// ------------------------------------------------------------------------------------------
+
+// FlashAttention-2's forward with the scores, probabilities and output accumulator in registers:
+// each warp owns 16 query rows and multiplies with mma.sync m16n8k16 (mma_sync.cuh), whose
+// accumulator layout for S = Q K^T is, two 8-key tiles at a time, its operand layout for P in
+// P V, so P never passes through shared memory (the WMMA kernel above stores S and P there,
+// since WMMA leaves its fragment layout unspecified). Shared memory holds the q, k and v tiles.
+// Lane 4 g + t holds rows g and g + 8 of its warp's 16, and columns 2t, 2t + 1 of each 8-column
+// tile. Not yet measured on a GPU.
+template <int kHeadDim_>
+struct RegisterTiles {
+    static constexpr int kHeadDim = kHeadDim_;
+    static constexpr int kBlock = 64;  // query rows of a block, keys of a tile
+    static constexpr int kWarps = kBlock / 16;
+    static constexpr int kThreads = kWarps * kWarpSize;
+    // Rows padded by 8 elements: 16-byte pieces stay aligned, and the 8 rows a fragment load
+    // reads start 4 banks apart.
+    static constexpr int kLdElements = kHeadDim + 8;
+    static constexpr int64_t kSharedBytes = 3 * align_shared(int64_t{kBlock} * kLdElements * 2);
+
+    static_assert(kHeadDim % 16 == 0 && kHeadDim <= 128, "whole 16-column k-steps; the accumulators fit in registers");
+    static_assert(kSharedBytes <= kSharedBudget, "the tiles of a block must fit the shared memory budget");
+};
+
+template <class E>
+__device__ inline uint32_t load_pair(const E* pair) {
+    uint32_t bits;
+    memcpy(&bits, pair, sizeof bits);
+    return bits;
+}
+
+template <class E>
+__device__ inline uint32_t pack_pair(E low, E high) {
+    uint16_t low_bits, high_bits;
+    memcpy(&low_bits, &low, sizeof low_bits);
+    memcpy(&high_bits, &high, sizeof high_bits);
+    return uint32_t{low_bits} | uint32_t{high_bits} << 16;
+}
+
+// Block: query rows [row0, row0 + kBlock) of head h of sequence b, as forward_kernel.
+template <class E, int kHeadDim>
+__global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
+    forward_registers_kernel(ForwardParams<E> a, int row_blocks) {
+    using T = RegisterTiles<kHeadDim>;
+    constexpr int kLd = T::kLdElements;
+    constexpr int kKeyTiles = T::kBlock / 8;  // 8-key column tiles of S
+    constexpr int kDimTiles = kHeadDim / 8;   // 8-column tiles of the output
+    constexpr int kSteps = kHeadDim / 16;     // k-steps of Q K^T
+    extern __shared__ __align__(128) unsigned char shared[];
+    SharedCursor cursor(shared);
+    E* q_tile = cursor.take<E>(T::kBlock * kLd);
+    E* k_tile = cursor.take<E>(T::kBlock * kLd);
+    E* v_tile = cursor.take<E>(T::kBlock * kLd);
+
+    const Problem& p = a.p;
+    const int row_block = row_blocks - 1 - static_cast<int>(blockIdx.x % row_blocks);
+    const int64_t bh = blockIdx.x / row_blocks;
+    const int64_t h = bh % p.H, b = bh / p.H;
+    const int64_t kv = h / (p.H / p.Hkv);
+    const int row0 = row_block * T::kBlock;
+    const int L = p.length(b);
+    const int last_row = min(row0 + T::kBlock, p.Tq) - 1;
+    const int key_end = p.visible(last_row, L);
+
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int g = lane / 4, t = lane % 4;
+    const int rows[2] = {warp * 16 + g, warp * 16 + g + 8};  // within the block
+    int row_visible[2];
+    for (int r = 0; r < 2; ++r) row_visible[r] = row0 + rows[r] < p.Tq ? p.visible(row0 + rows[r], L) : 0;
+
+    load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    __syncthreads();
+    uint32_t q[kSteps][4];
+    for (int kk = 0; kk < kSteps; ++kk) {
+        const E* q0 = q_tile + rows[0] * kLd + kk * 16 + 2 * t;
+        q[kk][0] = load_pair(q0);
+        q[kk][1] = load_pair(q0 + 8 * kLd);
+        q[kk][2] = load_pair(q0 + 8);
+        q[kk][3] = load_pair(q0 + 8 * kLd + 8);
+    }
+
+    float acc[kDimTiles][4];
+    for (int jd = 0; jd < kDimTiles; ++jd) {
+        for (int i = 0; i < 4; ++i) acc[jd][i] = 0.0f;
+    }
+    float max[2] = {kMinusInfinity, kMinusInfinity}, sum[2] = {0.0f, 0.0f};  // of rows g and g + 8
+    for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
+        __syncthreads();  // every warp is done with the previous k and v
+        // Keys no row of the block sees load as zeros (see forward_kernel).
+        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
+        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
+        __syncthreads();
+
+        float s[kKeyTiles][4];
+        for (int j = 0; j < kKeyTiles; ++j) {
+            for (int i = 0; i < 4; ++i) s[j][i] = 0.0f;
+            for (int kk = 0; kk < kSteps; ++kk) {
+                const E* k0 = k_tile + (j * 8 + g) * kLd + kk * 16 + 2 * t;
+                const uint32_t kb[2] = {load_pair(k0), load_pair(k0 + 8)};
+                mma_m16n8k16<E>(s[j], q[kk], kb);
+            }
+        }
+        // Element i of tile j: row rows[i / 2], key key0 + 8 j + 2 t + i % 2.
+        float block_max[2] = {kMinusInfinity, kMinusInfinity};
+        for (int j = 0; j < kKeyTiles; ++j) {
+            for (int i = 0; i < 4; ++i) {
+                const int key = key0 + j * 8 + 2 * t + i % 2;
+                s[j][i] = key < row_visible[i / 2] ? s[j][i] * p.scale : kMinusInfinity;
+                block_max[i / 2] = fmaxf(block_max[i / 2], s[j][i]);
+            }
+        }
+        float new_max[2], alpha[2], block_sum[2] = {0.0f, 0.0f};
+        for (int r = 0; r < 2; ++r) {
+            // The four lanes of a row (4 g .. 4 g + 3) hold its columns.
+            block_max[r] = fmaxf(block_max[r], __shfl_xor_sync(kFullMask, block_max[r], 1));
+            block_max[r] = fmaxf(block_max[r], __shfl_xor_sync(kFullMask, block_max[r], 2));
+            new_max[r] = fmaxf(max[r], block_max[r]);
+            alpha[r] = new_max[r] == kMinusInfinity ? 1.0f : expf(max[r] - new_max[r]);
+        }
+        for (int j = 0; j < kKeyTiles; ++j) {
+            for (int i = 0; i < 4; ++i) {
+                const float probability = s[j][i] == kMinusInfinity ? 0.0f : expf(s[j][i] - new_max[i / 2]);
+                s[j][i] = probability;
+                block_sum[i / 2] += probability;
+            }
+        }
+        for (int r = 0; r < 2; ++r) {
+            block_sum[r] += __shfl_xor_sync(kFullMask, block_sum[r], 1);
+            block_sum[r] += __shfl_xor_sync(kFullMask, block_sum[r], 2);
+            sum[r] = fmaf(sum[r], alpha[r], block_sum[r]);
+            max[r] = new_max[r];
+        }
+        for (int jd = 0; jd < kDimTiles; ++jd) {
+            for (int i = 0; i < 4; ++i) acc[jd][i] *= alpha[i / 2];
+        }
+        // P V over k-steps of 16 keys: S tiles 2 kk and 2 kk + 1 are P's operand registers.
+        for (int kk = 0; kk < T::kBlock / 16; ++kk) {
+            const float* lo = s[2 * kk];
+            const float* hi = s[2 * kk + 1];
+            const uint32_t pa[4] = {pack_pair(from_float<E>(lo[0]), from_float<E>(lo[1])),
+                                    pack_pair(from_float<E>(lo[2]), from_float<E>(lo[3])),
+                                    pack_pair(from_float<E>(hi[0]), from_float<E>(hi[1])),
+                                    pack_pair(from_float<E>(hi[2]), from_float<E>(hi[3]))};
+            const E* v0 = v_tile + (kk * 16 + 2 * t) * kLd + g;
+            for (int jd = 0; jd < kDimTiles; ++jd) {
+                const E* column = v0 + jd * 8;
+                const uint32_t vb[2] = {pack_pair(column[0], column[kLd]), pack_pair(column[8 * kLd], column[9 * kLd])};
+                mma_m16n8k16<E>(acc[jd], pa, vb);
+            }
+        }
+    }
+
+    for (int r = 0; r < 2; ++r) {
+        const int i = row0 + rows[r];
+        if (i >= p.Tq) continue;
+        E* out = a.out.row(b, i, h);
+        const float inverse = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
+        for (int jd = 0; jd < kDimTiles; ++jd) {
+            const int d = jd * 8 + 2 * t;
+            if (d < p.D) out[d] = from_float<E>(acc[jd][2 * r] * inverse);
+            if (d + 1 < p.D) out[d + 1] = from_float<E>(acc[jd][2 * r + 1] * inverse);
+        }
+        if (a.lse && t == 0) a.lse[(b * p.H + h) * p.Tq + i] = sum[r] > 0.0f ? max[r] + logf(sum[r]) : kMinusInfinity;
+    }
+}
+
+// ------------------------------------------------------------------------------------------
 // Decode: few queries against many keys
 // ------------------------------------------------------------------------------------------
 
@@ -752,12 +924,21 @@ void launch(const Queue& queue, void (*kernel)(Params, int), int threads, int64_
     check_launch(name);
 }
 
+// 16-bit elements with head dimensions up to 128 on the register kernel; f32 and the 256 tile on
+// the shared-memory one.
 template <class E, int kHeadDim>
 void forward_tiled(const Queue& queue, const ForwardParams<E>& params) {
-    using T = Tiles<E, kHeadDim, Pass::forward>;
-    const int64_t row_blocks = ceil_div(params.p.Tq, T::kBlock);
-    launch(queue, forward_kernel<E, kHeadDim>, T::kThreads, T::kSharedBytes, row_blocks * params.p.H * params.p.B, params,
-           static_cast<int>(row_blocks), "attention forward kernel");
+    if constexpr (ElementTraits<E>::kTensorCores && kHeadDim <= 128) {
+        using T = RegisterTiles<kHeadDim>;
+        const int64_t row_blocks = ceil_div(params.p.Tq, T::kBlock);
+        launch(queue, forward_registers_kernel<E, kHeadDim>, T::kThreads, T::kSharedBytes, row_blocks * params.p.H * params.p.B,
+               params, static_cast<int>(row_blocks), "attention forward kernel (registers)");
+    } else {
+        using T = Tiles<E, kHeadDim, Pass::forward>;
+        const int64_t row_blocks = ceil_div(params.p.Tq, T::kBlock);
+        launch(queue, forward_kernel<E, kHeadDim>, T::kThreads, T::kSharedBytes, row_blocks * params.p.H * params.p.B, params,
+               static_cast<int>(row_blocks), "attention forward kernel");
+    }
 }
 
 template <class E, int kHeadDim>

@@ -322,9 +322,27 @@ __device__ void warp_product(const E* A, int lda, const E* B, int ldb, float* C,
 // Forward
 // ------------------------------------------------------------------------------------------
 
-// Block: query rows [row0, row0 + kBlock) of head h of sequence b (the last row blocks, which
-// see the most keys under causal masking, first). Two lanes share a row: lane / 2 is the row
-// within the warp's 16, lane % 2 takes every other column.
+// What a forward block works on: query rows [row0, row0 + block) of head h of sequence b (the
+// last row blocks, which see the most keys under causal masking, first), key/value head kv, the
+// sequence's length L and the keys [0, key_end) that any of its rows sees.
+struct ForwardBlock {
+    int64_t b, h, kv;
+    int row0, L, key_end;
+
+    __device__ ForwardBlock(const Problem& p, int row_blocks, int block) {
+        const int row_block = row_blocks - 1 - static_cast<int>(blockIdx.x % row_blocks);
+        const int64_t bh = blockIdx.x / row_blocks;
+        h = bh % p.H;
+        b = bh / p.H;
+        kv = h / (p.H / p.Hkv);
+        row0 = row_block * block;
+        L = p.length(b);
+        key_end = p.visible(min(row0 + block, p.Tq) - 1, L);
+    }
+};
+
+// Block: a ForwardBlock of kBlock rows. Two lanes share a row: lane / 2 is the row within the
+// warp's 16, lane % 2 takes every other column.
 template <class E, int kHeadDim>
 __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
     forward_kernel(ForwardParams<E> a, int row_blocks) {
@@ -339,14 +357,9 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
     float* acc = cursor.take<float>(T::kBlock * T::kLdAccumulators);
 
     const Problem& p = a.p;
-    const int row_block = row_blocks - 1 - static_cast<int>(blockIdx.x % row_blocks);
-    const int64_t bh = blockIdx.x / row_blocks;
-    const int64_t h = bh % p.H, b = bh / p.H;
-    const int64_t kv = h / (p.H / p.Hkv);
-    const int row0 = row_block * T::kBlock;
-    const int L = p.length(b);
-    const int last_row = min(row0 + T::kBlock, p.Tq) - 1;
-    const int key_end = p.visible(last_row, L);
+    const ForwardBlock block(p, row_blocks, T::kBlock);
+    const int64_t b = block.b, h = block.h, kv = block.kv;
+    const int row0 = block.row0, L = block.L, key_end = block.key_end;
 
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int my_row = warp * 16 + lane / 2, half = lane % 2;
@@ -446,7 +459,7 @@ __device__ inline uint32_t pack_pair(E low, E high) {
     return uint32_t{low_bits} | uint32_t{high_bits} << 16;
 }
 
-// Block: query rows [row0, row0 + kBlock) of head h of sequence b, as forward_kernel.
+// Block: a ForwardBlock of kBlock rows.
 template <class E, int kHeadDim>
 __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
     forward_registers_kernel(ForwardParams<E> a, int row_blocks) {
@@ -462,14 +475,9 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
     E* v_tile = cursor.take<E>(T::kBlock * kLd);
 
     const Problem& p = a.p;
-    const int row_block = row_blocks - 1 - static_cast<int>(blockIdx.x % row_blocks);
-    const int64_t bh = blockIdx.x / row_blocks;
-    const int64_t h = bh % p.H, b = bh / p.H;
-    const int64_t kv = h / (p.H / p.Hkv);
-    const int row0 = row_block * T::kBlock;
-    const int L = p.length(b);
-    const int last_row = min(row0 + T::kBlock, p.Tq) - 1;
-    const int key_end = p.visible(last_row, L);
+    const ForwardBlock block(p, row_blocks, T::kBlock);
+    const int64_t b = block.b, h = block.h, kv = block.kv;
+    const int row0 = block.row0, L = block.L, key_end = block.key_end;
 
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int g = lane / 4, t = lane % 4;

@@ -47,9 +47,11 @@ struct BlockState {
 const ThreadState& current_thread();
 const BlockState& current_block();
 
-// Suspends the calling thread until every live thread of its block has arrived.
+// Suspends the calling thread until every thread of its block has arrived (one that has exited
+// never will: the launch fails as a deadlock, CUDA leaving such a barrier undefined).
 void sync_block();
-// Suspends the calling lane until every live lane of `mask` has arrived at a warp barrier.
+// Suspends the calling lane until every lane of `mask` has arrived at a warp barrier (a lane of
+// the mask that has exited fails the launch).
 void sync_warp(unsigned mask);
 // The 8-byte slots through which the lanes of the calling warp exchange values.
 uint64_t* warp_exchange_slots();

@@ -16,6 +16,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -137,14 +138,25 @@ void linear_reference(const LinearArgs& args) {
 // Validation
 // ==========================================================================================
 
-// Refuses NaN and infinity (see the top of the file), naming the first in row-major order.
+// The refusal of NaN and infinity (see the top of the file) in input `name` of `cols` columns,
+// naming the first in row-major order: the host's check and a device's deferred one.
+DescribeBadElement non_finite_input(const char* name, int64_t cols) {
+    return [name, cols](int64_t index, uint32_t bits) {
+        float value = 0.0f;
+        std::memcpy(&value, &bits, sizeof value);
+        return str("argument '", name, "' contains a non-finite value (", std::isnan(value) ? "nan" : "inf", ") ",
+                   matrix_position(index, cols), "; expected finite values to quantize");
+    };
+}
+
 void expect_finite(const float* x, int64_t rows, int64_t cols, int64_t row_stride, const char* name) {
     for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < cols; ++c) {
             const float value = x[r * row_stride + c];
             if (!std::isfinite(value)) {
-                fail(NE_STATUS_INVALID_ARGUMENT, "argument '", name, "' contains a non-finite value (",
-                     std::isnan(value) ? "nan" : "inf", ") at [", r, ", ", c, "]; expected finite values to quantize");
+                uint32_t bits = 0;
+                std::memcpy(&bits, &value, sizeof bits);
+                fail(NE_STATUS_INVALID_ARGUMENT, non_finite_input(name, cols)(r * cols + c, bits));
             }
         }
     }
@@ -480,6 +492,7 @@ const Int8Kernels* simd_kernels(const ne_context& context) {
 
 void run_quantize(ne_context& context, const QuantizeArgs& args) {
     if (context.device) {
+        context.device->check_floats({args.x, args.R, args.C, args.x_row_stride, nullptr, false}, non_finite_input("x", args.C));
         context.device->quantize_int8(args);
     } else if (const Int8Kernels* kernels = simd_kernels(context)) {
         quantize_parallel(*kernels, *context.pool, args);
@@ -503,6 +516,8 @@ void run_gemm(ne_context& context, const GemmArgs& args) {
 
 void run_linear(ne_context& context, const LinearArgs& args) {
     if (context.device) {
+        context.device->check_floats({args.x, args.gemm.M, args.gemm.K, args.x_row_stride, nullptr, false},
+                                     non_finite_input("x", args.gemm.K));
         context.device->linear_int8(args.x, args.x_row_stride, args.gemm);
     } else if (const Int8Kernels* kernels = simd_kernels(context)) {
         linear_parallel(*kernels, context, args);

@@ -276,11 +276,11 @@ public:
         select();
         const int64_t size = dtype_size(destination.dtype);
         const int64_t bytes = destination.element_count * size;
-        if (is_contiguous(destination) && is_contiguous(source) && source_device == nullptr) {
-            write(data_of<char>(destination), data_of<const char>(source), bytes);
-            return;
-        }
         if (is_contiguous(destination) && is_contiguous(source)) {
+            if (source_device == nullptr) {  // from the host: staged, without waiting
+                write(data_of<char>(destination), data_of<const char>(source), bytes);
+                return;
+            }
             check(cudaMemcpyAsync(data_of<char>(destination), data_of<const char>(source), static_cast<size_t>(bytes),
                                   cudaMemcpyDefault, queue_.stream),
                   "cudaMemcpyAsync");

@@ -15,7 +15,6 @@
 
 #include <cfloat>
 #include <climits>
-#include <cstring>
 
 namespace ne::cuda {
 namespace {
@@ -189,14 +188,6 @@ bool gemm_int8_cublaslt(const Queue& queue, const cpu::GemmArgs& a, int32_t* acc
 }  // namespace
 
 void launch_quantize_int8(const Queue& queue, const cpu::QuantizeArgs& args) {
-    const int64_t cols = args.C;
-    queue.checks->check_floats(queue, {args.x, args.R, args.C, args.x_row_stride, nullptr, false},
-                               [cols](int64_t index, uint32_t bits) {
-                                   float value = 0.0f;
-                                   std::memcpy(&value, &bits, sizeof value);
-                                   return str("argument 'x' contains a non-finite value (", value != value ? "nan" : "inf",
-                                              ") ", matrix_position(index, cols), "; expected finite values to quantize");
-                               });
     if (args.axis == cpu::QuantAxis::per_row) {
         quantize_rows_kernel<<<static_cast<unsigned>(args.R), kThreads, 0, queue.stream>>>(args);
         check_launch("quantize_rows_kernel");

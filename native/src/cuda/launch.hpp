@@ -114,7 +114,7 @@ void launch_norm_forward(const Queue& queue, bool rms, const cpu::NormForwardArg
 void launch_norm_backward(const Queue& queue, bool rms, const cpu::NormBackwardArgs& args, float* dgamma, float* dbeta,
                           bool accumulate);
 
-// int8.cu. The quantizing launchers queue a check of their input for non-finite values.
+// int8.cu. Their callers (cpu/int8.cpp) queue the check of quantized input for non-finite values.
 void launch_quantize_int8(const Queue& queue, const cpu::QuantizeArgs& args);
 void launch_dequantize_int8(const Queue& queue, const cpu::DequantizeArgs& args);
 void launch_gemm_int8(const Queue& queue, const cpu::GemmArgs& args);

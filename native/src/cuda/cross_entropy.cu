@@ -117,13 +117,23 @@ void expect_int_range(std::initializer_list<int64_t> values) {
 
 void sgemm_rows(const Queue& queue, bool tf32, bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-    expect_int_range({M, N, K, lda, ldb, ldc});
-    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T (as in gemm.cu).
-    check(cublasGemmEx(queue.blas, transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                       static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, b, CUDA_R_32F, static_cast<int>(ldb),
-                       a, CUDA_R_32F, static_cast<int>(lda), &beta, c, CUDA_R_32F, static_cast<int>(ldc),
-                       tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx (f32)");
+    cpu::SgemmBatch product{};
+    product.transpose_a = transpose_a;
+    product.transpose_b = transpose_b;
+    product.batch_count = 1;
+    product.M = M;
+    product.N = N;
+    product.K = K;
+    product.alpha = alpha;
+    product.beta = beta;
+    product.a = a;
+    product.lda = lda;
+    product.b = b;
+    product.ldb = ldb;
+    product.c = c;
+    product.ldc = ldc;
+    product.tf32 = tf32;
+    launch_gemm(queue, product, NE_DTYPE_F32, NE_DTYPE_F32);
 }
 
 void fill_floats(const Queue& queue, float* data, int64_t count, float value) {

@@ -16,9 +16,8 @@ namespace ne::cuda {
 void launch_cross_entropy_forward(const Queue& queue, const cpu::CrossEntropyForwardArgs& args);
 void launch_cross_entropy_backward(const Queue& queue, const cpu::CrossEntropyBackwardArgs& args);
 
-// Row-major C [M, N] = alpha op(A) op(B) + beta C, accumulated in f32 (cuBLAS): inputs in f32,
-// or rounded to TF32 for tensor cores when tf32 is set (the handle's own mode never does, see
-// device.cpp).
+// Row-major C [M, N] = alpha op(A) op(B) + beta C, accumulated in f32: one product of
+// launch_gemm (gemm.cu), inputs in f32, or rounded to TF32 for tensor cores when tf32 is set.
 void sgemm_rows(const Queue& queue, bool tf32, bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 

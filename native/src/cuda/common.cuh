@@ -26,6 +26,16 @@ inline unsigned row_blocks(int64_t rows) {
     return static_cast<unsigned>(rows < kMaxBlocks ? rows : kMaxBlocks);
 }
 
+// Entry e of keys sorted by SortedEntries: the end of its key's run of entries when e starts the
+// run of a key >= 0, else -1 (the block of the run's first entry handles the whole run).
+__device__ inline int64_t key_run_end(const int32_t* keys, int64_t e, int64_t count) {
+    const int32_t key = keys[e];
+    if (key < 0 || (e > 0 && keys[e - 1] == key)) return -1;
+    int64_t end = e + 1;
+    while (end < count && keys[end] == key) ++end;
+    return end;
+}
+
 struct SumOp {
     template <class T>
     __device__ T operator()(T a, T b) const { return a + b; }

@@ -8,8 +8,6 @@
 #include "common.cuh"
 #include "core/error.hpp"
 
-#include <cub/device/device_radix_sort.cuh>
-
 #include <climits>
 
 namespace ne::cuda {
@@ -46,11 +44,9 @@ __global__ void id_entries_kernel(DeviceIds ids, int64_t V, int32_t* keys, int32
 __global__ void embedding_backward_kernel(EmbeddingLaunch l, const int32_t* keys, const int32_t* positions) {
     const int64_t count = l.ids.count;
     for (int64_t e = blockIdx.x; e < count; e += gridDim.x) {
-        const int32_t id = keys[e];
-        if (id < 0 || (e > 0 && keys[e - 1] == id)) continue;
-        int64_t end = e + 1;
-        while (end < count && keys[end] == id) ++end;
-        float* row = l.destination + id * l.destination_stride;
+        const int64_t end = key_run_end(keys, e, count);
+        if (end < 0) continue;
+        float* row = l.destination + keys[e] * l.destination_stride;
         for (int64_t c = threadIdx.x; c < l.C; c += blockDim.x) {
             float sum = row[c];
             for (int64_t k = e; k < end; ++k) sum += l.source[positions[k] * l.source_stride + c];
@@ -74,31 +70,20 @@ void launch_embedding_backward(const Queue& queue, const EmbeddingLaunch& launch
     if (count > INT_MAX) {
         fail(NE_STATUS_UNSUPPORTED, "ids of ", count, " elements exceed the 32-bit range of the device's sort");
     }
-    size_t sort_bytes = 0;
-    check(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
-                                          static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
-                                          static_cast<int>(count), 0, 32, queue.stream),
-          "cub::DeviceRadixSort::SortPairs (size query)");
     // All scratch memory comes first: a failing allocation leaves dtable untouched.
-    const Scratch entries(queue, 4 * count * static_cast<int64_t>(sizeof(int32_t)));
-    const Scratch sort_memory(queue, static_cast<int64_t>(sort_bytes));
+    const SortedEntries entries(queue, static_cast<int>(count));
     if (!launch.accumulate) {
         zero_rows_kernel<<<grid_for(queue, launch.V * launch.C, kThreads), kThreads, 0, queue.stream>>>(
             launch.destination, launch.V, launch.C, launch.destination_stride);
         check_launch("zero_rows_kernel");
     }
     if (count == 0) return;
-    int32_t* keys = entries.as<int32_t>();
-    int32_t* positions = keys + count;
-    int32_t* sorted_keys = positions + count;
-    int32_t* sorted_positions = sorted_keys + count;
-    id_entries_kernel<<<grid_for(queue, count, kThreads), kThreads, 0, queue.stream>>>(launch.ids, launch.V, keys, positions);
+    id_entries_kernel<<<grid_for(queue, count, kThreads), kThreads, 0, queue.stream>>>(launch.ids, launch.V, entries.keys(),
+                                                                                       entries.sources());
     check_launch("id_entries_kernel");
-    check(cub::DeviceRadixSort::SortPairs(sort_memory.as<void>(), sort_bytes, keys, sorted_keys, positions, sorted_positions,
-                                          static_cast<int>(count), 0, 32, queue.stream),
-          "cub::DeviceRadixSort::SortPairs");
-    embedding_backward_kernel<<<row_blocks(count), kRowThreads, 0, queue.stream>>>(
-        launch, sorted_keys, sorted_positions);
+    entries.sort(queue);
+    embedding_backward_kernel<<<row_blocks(count), kRowThreads, 0, queue.stream>>>(launch, entries.sorted_keys(),
+                                                                                  entries.sorted_sources());
     check_launch("embedding_backward_kernel");
 }
 

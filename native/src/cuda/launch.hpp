@@ -73,6 +73,28 @@ struct Layout {
     int64_t element_count;
 };
 
+// sort.cu: (key, source) pairs sorted by key, stably (sources stay ascending within a key), for
+// the deterministic scatters that give each distinct key one block (key_run_end in common.cuh);
+// a negative key marks an entry to skip. The constructor allocates all the memory, so that a
+// caller can allocate everything before it writes any output; a kernel of the caller fills keys()
+// and sources(), then sort() queues the sort.
+class SortedEntries {
+public:
+    SortedEntries(const Queue& queue, int count);
+
+    int32_t* keys() const { return entries_.as<int32_t>(); }
+    int32_t* sources() const { return keys() + count_; }
+    int32_t* sorted_keys() const { return sources() + count_; }
+    int32_t* sorted_sources() const { return sorted_keys() + count_; }
+    void sort(const Queue& queue) const;
+
+private:
+    int count_;
+    size_t sort_bytes_;
+    Scratch entries_;
+    Scratch sort_memory_;
+};
+
 // checks.cu: the checks of device data of Device::check_int_range, and the host's waits.
 class DeferredChecks {
 public:

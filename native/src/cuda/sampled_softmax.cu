@@ -27,7 +27,6 @@
 
 #include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_scan.cuh>
-#include <cub/device/device_radix_sort.cuh>
 
 #include <climits>
 
@@ -235,10 +234,9 @@ __global__ void scatter_classes_kernel(cpu::SampledBackwardArgs a, const int32_t
                                        const float* dz, const float* sample_dweight, const float* sample_dbias) {
     const int64_t S = a.in.S, D = a.in.D, width = S + 1;
     for (int64_t e = blockIdx.x; e < count; e += gridDim.x) {
+        const int64_t end = key_run_end(keys, e, count);
+        if (end < 0) continue;
         const int32_t c = keys[e];
-        if (c < 0 || (e > 0 && keys[e - 1] == c)) continue;
-        int64_t end = e + 1;
-        while (end < count && keys[end] == c) ++end;
         if (a.dweight) {
             float* dw = a.dweight + c * a.dweight_stride;
             for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
@@ -312,22 +310,13 @@ void launch_sampled_softmax_backward(const Queue& queue, const cpu::SampledBackw
     if (parameter_gradients && entries > INT_MAX) {
         fail(NE_STATUS_UNSUPPORTED, "S + N = ", entries, " samples and rows exceed the 32-bit range of the device's sort");
     }
-    const auto entry_count = static_cast<int>(entries);
-    size_t sort_bytes = 0;
-    if (parameter_gradients) {
-        check(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<const int32_t*>(nullptr),
-                                              static_cast<int32_t*>(nullptr), static_cast<const int32_t*>(nullptr),
-                                              static_cast<int32_t*>(nullptr), entry_count, 0, 32, queue.stream),
-              "cub::DeviceRadixSort::SortPairs (size query)");
-    }
     // All scratch memory comes first: a failing allocation leaves the outputs untouched.
     const Scratch dz_memory(queue, N * width * kFloat);
     const Scratch gathered(queue, S * D * kFloat);
     const Scratch sample_dweight(queue, a.dweight ? S * D * kFloat : 0);
     const Scratch sample_dbias(queue, a.dbias ? S * kFloat : 0);
     const Scratch ones(queue, a.dbias ? N * kFloat : 0);
-    const Scratch keys(queue, parameter_gradients ? 4 * entries * static_cast<int64_t>(sizeof(int32_t)) : 0);
-    const Scratch sort_memory(queue, static_cast<int64_t>(sort_bytes));
+    const SortedEntries classes(queue, parameter_gradients ? static_cast<int>(entries) : 0);
     float* dz = dz_memory.as<float>();
 
     dlogits_kernel<<<grid_for(queue, N * width, kThreads), kThreads, 0, queue.stream>>>(a, dz);
@@ -353,18 +342,12 @@ void launch_sampled_softmax_backward(const Queue& queue, const cpu::SampledBackw
             a.dweight, a.dweight_stride, a.dbias, V, D);
         check_launch("zero_parameter_gradients_kernel");
     }
-    int32_t* keys_in = keys.as<int32_t>();
-    int32_t* sources_in = keys_in + entries;
-    int32_t* keys_sorted = sources_in + entries;
-    int32_t* sources_sorted = keys_sorted + entries;
     class_entries_kernel<<<grid_for(queue, entries, kThreads), kThreads, 0, queue.stream>>>(in.samples, S, in.targets, N, V,
-                                                                                            keys_in, sources_in);
+                                                                                            classes.keys(), classes.sources());
     check_launch("class_entries_kernel");
-    check(cub::DeviceRadixSort::SortPairs(sort_memory.as<void>(), sort_bytes, keys_in, keys_sorted, sources_in, sources_sorted,
-                                          entry_count, 0, 32, queue.stream),
-          "cub::DeviceRadixSort::SortPairs");
+    classes.sort(queue);
     scatter_classes_kernel<<<row_blocks(entries), kRowThreads, 0, queue.stream>>>(
-        a, keys_sorted, sources_sorted, entries, dz, sample_dweight.as<float>(), sample_dbias.as<float>());
+        a, classes.sorted_keys(), classes.sorted_sources(), entries, dz, sample_dweight.as<float>(), sample_dbias.as<float>());
     check_launch("scatter_classes_kernel");
 }
 

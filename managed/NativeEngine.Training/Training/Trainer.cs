@@ -208,8 +208,9 @@ public sealed class Trainer : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         var firstStep = Step + 1;
         var runClock = Stopwatch.StartNew();
+        // Training steps since the last report; stepTime sums it over the run (the last step is always reported).
         var trainClock = new Stopwatch();
-        var stepsClock = new Stopwatch();
+        var stepTime = TimeSpan.Zero;
         long tokensSinceReport = 0;
         double? lastLoss = null;
         EvaluationResult? lastEvaluation = null;
@@ -236,7 +237,6 @@ public sealed class Trainer : IDisposable
             var reported = last || evaluates || checkpoints || step % Options.LogEvery == 0;
 
             trainClock.Start();
-            stepsClock.Start();
             var learningRate = Schedule.GetLearningRate(step);
             var tokens = TrainStep(step, (float)learningRate, reported);
             Step = step;
@@ -245,13 +245,11 @@ public sealed class Trainer : IDisposable
             if (!reported)
             {
                 trainClock.Stop();
-                stepsClock.Stop();
                 continue;
             }
             // Reading the loss waits for the step's kernels: the clock then covers their work.
             var loss = ReadStepLoss();
             trainClock.Stop();
-            stepsClock.Stop();
             var gradientNorm = Optimizer.ReadGradientNorm();
             var tokensPerSecond = trainClock.Elapsed.TotalSeconds > 0 ? tokensSinceReport / trainClock.Elapsed.TotalSeconds : 0;
             _logger.StepCompleted(step, Options.Steps, loss, learningRate, gradientNorm, tokensPerSecond);
@@ -272,6 +270,7 @@ public sealed class Trainer : IDisposable
             progress?.Report(new TrainingProgress(step, Options.Steps, loss, learningRate, gradientNorm, tokensPerSecond,
                 runClock.Elapsed, evaluation, checkpoints));
             tokensSinceReport = 0;
+            stepTime += trainClock.Elapsed;
             trainClock.Reset();
         }
         if (firstStep <= Options.Steps)
@@ -279,7 +278,7 @@ public sealed class Trainer : IDisposable
             WriteLossCurve();
             _logger.Finished(Step, runClock.Elapsed);
         }
-        return new TrainingResult(firstStep, Step, lastLoss, lastEvaluation, runClock.Elapsed, stepsClock.Elapsed,
+        return new TrainingResult(firstStep, Step, lastLoss, lastEvaluation, runClock.Elapsed, stepTime,
             module.Context.GetActivity().HostWaits - waitsBefore);
     }
 

@@ -74,6 +74,14 @@ constexpr size_t kMaxDynamicShared = 227 * 1024;
 
 enum class Wait { running, block, warp, done };
 
+// A cp.async copy that has started but not completed: its source bytes, read when it started.
+struct AsyncCopy {
+    unsigned char* destination;
+    unsigned char bytes[16];
+    size_t size;
+    int group;  // the commit group it joins: the thread's count of commits when it started
+};
+
 struct Fiber {
     void* sp = nullptr;
     unsigned char* stack = nullptr;
@@ -81,6 +89,8 @@ struct Fiber {
     unsigned warp_mask = 0;
     ThreadState state{};
     void* fake_stack = nullptr;
+    std::vector<AsyncCopy> async_copies;
+    int commits = 0;
 };
 
 struct Warp {
@@ -353,6 +363,62 @@ cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_s
 }
 
 unsigned char* dynamic_shared() { return g_scheduler.block.dynamic_shared; }
+
+namespace {
+bool in_dynamic_shared(const void* address, size_t bytes) {
+    const auto* p = static_cast<const unsigned char*>(address);
+    return p >= g_dynamic_shared.get() && p + bytes <= g_dynamic_shared.get() + g_dynamic_shared_bytes;
+}
+}  // namespace
+
+void load_matrices(uint32_t (&r)[4], const void* row, bool transpose) {
+    if (reinterpret_cast<uintptr_t>(row) % 16 != 0 || !in_dynamic_shared(row, 16)) {
+        kernel_fault("ldmatrix: a row address is not 16-byte aligned dynamic shared memory");
+    }
+    const int lane = current_thread().lane;
+    const void** slots = warp_pointer_slots();
+    slots[lane * 3] = row;
+    sync_warp(0xffffffffu);
+    const int g = lane / 4, t = lane % 4;
+    // Element (i, j) of matrix m: column j of the row that lane 8 m + i named.
+    const auto element = [&](int m, int i, int j) {
+        uint16_t bits;
+        std::memcpy(&bits, static_cast<const unsigned char*>(slots[(8 * m + i) * 3]) + 2 * j, sizeof bits);
+        return uint32_t{bits};
+    };
+    uint32_t result[4];
+    for (int m = 0; m < 4; ++m) {
+        result[m] = transpose ? element(m, 2 * t, g) | element(m, 2 * t + 1, g) << 16
+                              : element(m, g, 2 * t) | element(m, g, 2 * t + 1) << 16;
+    }
+    sync_warp(0xffffffffu);  // every lane has read the rows before any lane names new ones
+    for (int m = 0; m < 4; ++m) r[m] = result[m];
+}
+
+void copy_async(void* shared, const void* global, size_t bytes) {
+    if ((bytes != 4 && bytes != 8 && bytes != 16) || reinterpret_cast<uintptr_t>(shared) % bytes != 0 ||
+        reinterpret_cast<uintptr_t>(global) % bytes != 0) {
+        kernel_fault("cp.async: the size is not 4, 8 or 16 bytes, or an address is not aligned to it");
+    }
+    if (!in_dynamic_shared(shared, bytes)) kernel_fault("cp.async: the destination is not dynamic shared memory");
+    Fiber& fiber = *g_scheduler.running;
+    AsyncCopy copy{static_cast<unsigned char*>(shared), {}, bytes, fiber.commits};
+    std::memcpy(copy.bytes, global, bytes);
+    std::memset(shared, 0xff, bytes);
+    fiber.async_copies.push_back(copy);
+}
+
+void commit_async() { ++g_scheduler.running->commits; }
+
+void wait_async(int pending) {
+    Fiber& fiber = *g_scheduler.running;
+    auto& copies = fiber.async_copies;
+    const auto complete = [&](const AsyncCopy& copy) { return copy.group < fiber.commits - pending; };
+    for (const AsyncCopy& copy : copies) {
+        if (complete(copy)) std::memcpy(copy.destination, copy.bytes, copy.size);
+    }
+    copies.erase(std::remove_if(copies.begin(), copies.end(), complete), copies.end());
+}
 
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {
     if (bytes < 0 || static_cast<size_t>(bytes) > kMaxDynamicShared) return cudaErrorInvalidValue;

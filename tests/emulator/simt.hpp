@@ -14,7 +14,7 @@
 // and anything about performance.
 #pragma once
 
-// Kernel sources that use PTX (native/src/cuda/mma_sync.cuh) take the emulator's version instead.
+// Kernel sources that use PTX (native/src/cuda/ptx.cuh) take the emulator's version instead.
 #define NE_SIMT_EMULATOR 1
 
 #include <cuda_bf16.h>
@@ -133,7 +133,7 @@ inline float widen(__half x) { return __half2float(x); }
 inline float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 // PTX mma.sync.m16n8k16 with 16-bit inputs E and f32 accumulation, c += a b, in the PTX ISA's
-// fragment layouts (see native/src/cuda/mma_sync.cuh): the lanes' registers are gathered through
+// fragment layouts (see native/src/cuda/ptx.cuh): the lanes' registers are gathered through
 // the warp between two warp barriers; products are exact in f32 and summed in k order.
 template <class E>
 void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -168,6 +168,19 @@ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
     sync_warp(0xffffffffu);  // every lane has read the operands before any lane changes them
     for (int i = 0; i < 4; ++i) c[i] = result[i];
 }
+
+// PTX ldmatrix.sync.aligned.m8n8.x4 (.trans when `transpose`), in the layout of
+// native/src/cuda/ptx.cuh: each lane names one row; every lane of the warp must take part. A row
+// must be 16-byte aligned and lie in the launch's dynamic shared memory.
+void load_matrices(uint32_t (&r)[4], const void* row, bool transpose);
+
+// PTX cp.async: the source is read when the copy starts and the destination (which must lie in
+// the launch's dynamic shared memory) reads as NaN bytes until a wait completes the copy's commit
+// group, so that a read that the wait and barrier do not order after the copy sees garbage.
+void copy_async(void* shared, const void* global, size_t bytes);
+void commit_async();
+// Completes every commit group of the calling thread but the newest `pending` ones.
+void wait_async(int pending);
 
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
 cudaError_t occupancy(int* blocks, const void* kernel, int threads, size_t dynamic_shared_bytes);

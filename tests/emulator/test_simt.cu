@@ -9,6 +9,8 @@
 #include <cuda_runtime_api.h>
 #include <mma.h>
 
+#include "ptx.cuh"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -233,6 +235,84 @@ TEST(SimtEmulator, MmaSyncFollowsThePtxFragmentLayouts) {
             EXPECT_EQ(c[static_cast<size_t>(m * 8 + n)], expected) << m << ", " << n;
         }
     }
+}
+
+// ldmatrix.x4 from a row-major 16 x 16 matrix in shared memory, lane l naming row l % 8 of matrix
+// l / 8 at offset `offset` elements into the row (16 bytes apart for aligned rows): matrix m
+// covers rows 8 (m % 2).. and columns 8 (m / 2).., the A fragment's order. Each lane writes its
+// four registers of the plain and of the transposed load.
+__global__ void ldmatrix_kernel(const uint16_t* M, uint32_t* plain, uint32_t* transposed, int offset) {
+    extern __shared__ uint16_t tile[];
+    const int lane = static_cast<int>(threadIdx.x);
+    for (int i = lane; i < 16 * 16; i += 32) tile[i] = M[i];
+    __syncwarp();
+    const int m = lane / 8;
+    const uint16_t* row = tile + (m % 2 * 8 + lane % 8) * 16 + m / 2 * 8 + offset;
+    uint32_t r[4];
+    ne::cuda::ldmatrix_x4<false>(r, row);
+    for (int i = 0; i < 4; ++i) plain[lane * 4 + i] = r[i];
+    ne::cuda::ldmatrix_x4<true>(r, row);
+    for (int i = 0; i < 4; ++i) transposed[lane * 4 + i] = r[i];
+}
+
+TEST(SimtEmulator, LdmatrixDeliversThePtxFragmentLayouts) {
+    std::vector<uint16_t> matrix(256);
+    std::iota(matrix.begin(), matrix.end(), uint16_t{0});
+    DeviceBuffer<uint16_t> dm(matrix);
+    DeviceBuffer<uint32_t> plain(128), transposed(128);
+    ldmatrix_kernel<<<1, 32, 512>>>(dm.data, plain.data, transposed.data, 0);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    const std::vector<uint32_t> p = plain.read(), q = transposed.read();
+    const auto element = [&](int row, int column) { return uint32_t{matrix[static_cast<size_t>(row * 16 + column)]}; };
+    for (int lane = 0; lane < 32; ++lane) {
+        const int g = lane / 4, t = lane % 4;
+        for (int m = 0; m < 4; ++m) {
+            const int row0 = m % 2 * 8, column0 = m / 2 * 8;
+            const size_t at = static_cast<size_t>(lane * 4 + m);
+            EXPECT_EQ(p[at], element(row0 + g, column0 + 2 * t) | element(row0 + g, column0 + 2 * t + 1) << 16) << lane << ", " << m;
+            EXPECT_EQ(q[at], element(row0 + 2 * t, column0 + g) | element(row0 + 2 * t + 1, column0 + g) << 16) << lane << ", " << m;
+        }
+    }
+    ldmatrix_kernel<<<1, 32, 512>>>(dm.data, plain.data, transposed.data, 1);  // rows 2 bytes off alignment
+    EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
+}
+
+// Each thread starts a 16-byte cp.async in group 0 and one in group 1, then reads both
+// destinations after waiting for all but the newest group and after waiting for all.
+__global__ void copy_async_kernel(const uint4* in, uint4* seen, bool to_global) {
+    extern __shared__ uint4 staging[];
+    const int t = static_cast<int>(threadIdx.x);
+    uint4* first = to_global ? seen + t : staging + t;
+    ne::cuda::cp_async_16(first, in + t);
+    ne::cuda::cp_async_commit();
+    ne::cuda::cp_async_16(staging + 32 + t, in + 32 + t);
+    ne::cuda::cp_async_commit();
+    ne::cuda::cp_async_wait<1>();
+    seen[t] = staging[t];
+    seen[32 + t] = staging[32 + t];
+    ne::cuda::cp_async_wait<0>();
+    seen[64 + t] = staging[32 + t];
+}
+
+TEST(SimtEmulator, CpAsyncLandsAtTheWaitForItsGroup) {
+    std::vector<uint4> input(64);
+    for (size_t i = 0; i < input.size(); ++i) {
+        const auto v = static_cast<unsigned>(i);
+        input[i] = make_uint4(v, v + 1000, v + 2000, v + 3000);
+    }
+    DeviceBuffer<uint4> in(input), seen(96);
+    copy_async_kernel<<<1, 32, 64 * sizeof(uint4)>>>(in.data, seen.data, false);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    const std::vector<uint4> s = seen.read();
+    for (size_t t = 0; t < 32; ++t) {
+        EXPECT_EQ(s[t].x, input[t].x) << t;
+        EXPECT_EQ(s[t].w, input[t].w) << t;
+        EXPECT_EQ(s[32 + t].x, 0xffffffffu) << t << ": the newest group is still in flight";
+        EXPECT_EQ(s[64 + t].x, input[32 + t].x) << t;
+        EXPECT_EQ(s[64 + t].w, input[32 + t].w) << t;
+    }
+    copy_async_kernel<<<1, 32, 64 * sizeof(uint4)>>>(in.data, seen.data, true);  // a destination in global memory
+    EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
 }
 
 // ---- CUB ----------------------------------------------------------------------------------

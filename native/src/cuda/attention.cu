@@ -25,7 +25,7 @@
 #include "attention.hpp"
 #include "common.cuh"
 #include "core/error.hpp"
-#include "mma_sync.cuh"
+#include "ptx.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -231,8 +231,10 @@ private:
 
 // Loads rows [first, first + kBlock) of a head into a tile, D columns of kHeadDim; rows where
 // keep(r) is false and the padding columns are zero. vector: see Problem::vector_loads (the
-// 16-bit tiles' rows, kLdElements * 2 bytes, keep the alignment in shared memory).
-template <class Tiles, class E, class Keep>
+// 16-bit tiles' rows, kLdElements * 2 bytes, keep the alignment in shared memory). kAsynchronous:
+// the 16-byte pieces of a vector load go by cp.async into the caller's next commit group (the
+// caller waits for it); other elements are stored at once.
+template <class Tiles, bool kAsynchronous = false, class E, class Keep>
 __device__ void load_tile(E* tile, const E* head_row0, int64_t token_stride, int first, int D, bool vector, Keep keep) {
     if constexpr (ElementTraits<E>::kTensorCores) {
         static_assert(Tiles::kLdElements * sizeof(E) % 16 == 0 && Tiles::kHeadDim % 8 == 0, "16-byte pieces");
@@ -241,9 +243,14 @@ __device__ void load_tile(E* tile, const E* head_row0, int64_t token_stride, int
             for (int index = static_cast<int>(threadIdx.x); index < Tiles::kBlock * kPieces; index += Tiles::kThreads) {
                 const int r = index / kPieces;
                 const int d = index % kPieces * 8;
-                uint4 value = make_uint4(0u, 0u, 0u, 0u);
-                if (d < D && keep(r)) value = *reinterpret_cast<const uint4*>(head_row0 + (first + r) * token_stride + d);
-                *reinterpret_cast<uint4*>(tile + r * Tiles::kLdElements + d) = value;
+                E* destination = tile + r * Tiles::kLdElements + d;
+                if (d < D && keep(r)) {
+                    const E* source = head_row0 + (first + r) * token_stride + d;
+                    if constexpr (kAsynchronous) cp_async_16(destination, source);
+                    else *reinterpret_cast<uint4*>(destination) = *reinterpret_cast<const uint4*>(source);
+                } else {
+                    *reinterpret_cast<uint4*>(destination) = make_uint4(0u, 0u, 0u, 0u);
+                }
             }
             return;
         }
@@ -423,33 +430,34 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
 // ------------------------------------------------------------------------------------------
 
 // FlashAttention-2's forward with the scores, probabilities and output accumulator in registers:
-// each warp owns 16 query rows and multiplies with mma.sync m16n8k16 (mma_sync.cuh), whose
+// each warp owns 16 query rows and multiplies with mma.sync m16n8k16 (ptx.cuh), whose
 // accumulator layout for S = Q K^T is, two 8-key tiles at a time, its operand layout for P in
 // P V, so P never passes through shared memory (the WMMA kernel above stores S and P there,
-// since WMMA leaves its fragment layout unspecified). Shared memory holds the q, k and v tiles.
+// since WMMA leaves its fragment layout unspecified). Shared memory holds the q, k and v tiles;
+// ldmatrix moves their fragments into registers (v's transposed, as P V needs v by columns).
 // Lane 4 g + t holds rows g and g + 8 of its warp's 16, and columns 2t, 2t + 1 of each 8-column
-// tile. Not yet measured on a GPU.
+// tile.
+//
+// The tiles arrive by cp.async, one buffer each, in commit groups in this order: q and the
+// first k, the first v, then the next k and v for each key block. A load starts as soon as the
+// barrier after the last read of the buffer's previous block, so the next k travels while the
+// block computes the softmax and P V, and the next v while it computes Q K^T.
+// Not yet measured on a GPU.
 template <int kHeadDim_>
 struct RegisterTiles {
     static constexpr int kHeadDim = kHeadDim_;
     static constexpr int kBlock = 64;  // query rows of a block, keys of a tile
     static constexpr int kWarps = kBlock / 16;
     static constexpr int kThreads = kWarps * kWarpSize;
-    // Rows padded by 8 elements: 16-byte pieces stay aligned, and the 8 rows a fragment load
-    // reads start 4 banks apart.
+    // Rows padded by 8 elements: 16-byte pieces stay aligned, and the 8 rows an ldmatrix phase
+    // reads start 4 banks apart, so it is free of bank conflicts.
     static constexpr int kLdElements = kHeadDim + 8;
     static constexpr int64_t kSharedBytes = 3 * align_shared(int64_t{kBlock} * kLdElements * 2);
 
-    static_assert(kHeadDim % 16 == 0 && kHeadDim <= 128, "whole 16-column k-steps; the accumulators fit in registers");
+    static_assert(kHeadDim % 32 == 0 && kHeadDim <= 128,
+                  "k-steps of Q K^T and 8-column tiles of P V go in pairs (one ldmatrix.x4 each); the accumulators fit in registers");
     static_assert(kSharedBytes <= kSharedBudget, "the tiles of a block must fit the shared memory budget");
 };
-
-template <class E>
-__device__ inline uint32_t load_pair(const E* pair) {
-    uint32_t bits;
-    memcpy(&bits, pair, sizeof bits);
-    return bits;
-}
 
 template <class E>
 __device__ inline uint32_t pack_pair(E low, E high) {
@@ -481,19 +489,29 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
 
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int g = lane / 4, t = lane % 4;
+    // The ldmatrix.x4 row this lane names: row lane % 8 of matrix lane / 8.
+    const int matrix = lane / 8, matrix_row = lane % 8;
     const int rows[2] = {warp * 16 + g, warp * 16 + g + 8};  // within the block
     int row_visible[2];
     for (int r = 0; r < 2; ++r) row_visible[r] = row0 + rows[r] < p.Tq ? p.visible(row0 + rows[r], L) : 0;
 
-    load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    // Keys no row of the block sees load as zeros (see forward_kernel).
+    const auto load_keys = [&](E* tile, const Heads<const E>& heads, int key0) {
+        load_tile<T, true>(tile, heads.row(b, 0, kv), heads.token_stride, key0, p.D, p.vector_loads,
+                           [&](int r) { return key0 + r < key_end; });
+    };
+    load_tile<T, true>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    load_keys(k_tile, a.k, 0);
+    cp_async_commit();
+    load_keys(v_tile, a.v, 0);
+    cp_async_commit();
+    cp_async_wait<1>();  // q and the first k
     __syncthreads();
+
+    // Matrices 0..3 of a k-step's A fragment: rows +0 and +8 of columns +0, then of columns +8.
     uint32_t q[kSteps][4];
     for (int kk = 0; kk < kSteps; ++kk) {
-        const E* q0 = q_tile + rows[0] * kLd + kk * 16 + 2 * t;
-        q[kk][0] = load_pair(q0);
-        q[kk][1] = load_pair(q0 + 8 * kLd);
-        q[kk][2] = load_pair(q0 + 8);
-        q[kk][3] = load_pair(q0 + 8 * kLd + 8);
+        ldmatrix_x4<false>(q[kk], q_tile + (warp * 16 + matrix % 2 * 8 + matrix_row) * kLd + kk * 16 + matrix / 2 * 8);
     }
 
     float acc[kDimTiles][4];
@@ -502,21 +520,22 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
     }
     float max[2] = {kMinusInfinity, kMinusInfinity}, sum[2] = {0.0f, 0.0f};  // of rows g and g + 8
     for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
-        __syncthreads();  // every warp is done with the previous k and v
-        // Keys no row of the block sees load as zeros (see forward_kernel).
-        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
-        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
-        __syncthreads();
-
+        const bool more = key0 + T::kBlock < key_end;
         float s[kKeyTiles][4];
         for (int j = 0; j < kKeyTiles; ++j) {
             for (int i = 0; i < 4; ++i) s[j][i] = 0.0f;
-            for (int kk = 0; kk < kSteps; ++kk) {
-                const E* k0 = k_tile + (j * 8 + g) * kLd + kk * 16 + 2 * t;
-                const uint32_t kb[2] = {load_pair(k0), load_pair(k0 + 8)};
-                mma_m16n8k16<E>(s[j], q[kk], kb);
+            // Matrices 0..3: keys j*8.. of columns +0, +8, +16, +24, the b fragments of k-steps kk and kk + 1.
+            for (int kk = 0; kk < kSteps; kk += 2) {
+                uint32_t kb[4];
+                ldmatrix_x4<false>(kb, k_tile + (j * 8 + matrix_row) * kLd + kk * 16 + matrix * 8);
+                mma_m16n8k16<E>(s[j], q[kk], {kb[0], kb[1]});
+                mma_m16n8k16<E>(s[j], q[kk + 1], {kb[2], kb[3]});
             }
         }
+        __syncthreads();  // every warp has read k
+        if (more) load_keys(k_tile, a.k, key0 + T::kBlock);
+        cp_async_commit();
+
         // Element i of tile j: row rows[i / 2], key key0 + 8 j + 2 t + i % 2.
         float block_max[2] = {kMinusInfinity, kMinusInfinity};
         for (int j = 0; j < kKeyTiles; ++j) {
@@ -550,6 +569,9 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
         for (int jd = 0; jd < kDimTiles; ++jd) {
             for (int i = 0; i < 4; ++i) acc[jd][i] *= alpha[i / 2];
         }
+
+        cp_async_wait<1>();  // this block's v (the next k may still travel)
+        __syncthreads();
         // P V over k-steps of 16 keys: S tiles 2 kk and 2 kk + 1 are P's operand registers.
         for (int kk = 0; kk < T::kBlock / 16; ++kk) {
             const float* lo = s[2 * kk];
@@ -558,13 +580,20 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
                                     pack_pair(from_float<E>(lo[2]), from_float<E>(lo[3])),
                                     pack_pair(from_float<E>(hi[0]), from_float<E>(hi[1])),
                                     pack_pair(from_float<E>(hi[2]), from_float<E>(hi[3]))};
-            const E* v0 = v_tile + (kk * 16 + 2 * t) * kLd + g;
-            for (int jd = 0; jd < kDimTiles; ++jd) {
-                const E* column = v0 + jd * 8;
-                const uint32_t vb[2] = {pack_pair(column[0], column[kLd]), pack_pair(column[8 * kLd], column[9 * kLd])};
-                mma_m16n8k16<E>(acc[jd], pa, vb);
+            // Matrices 0..3, transposed: keys +0 and +8 of columns jd*8.., then of (jd+1)*8..,
+            // the b fragments of 8-column tiles jd and jd + 1.
+            for (int jd = 0; jd < kDimTiles; jd += 2) {
+                uint32_t vb[4];
+                ldmatrix_x4<true>(vb, v_tile + (kk * 16 + matrix % 2 * 8 + matrix_row) * kLd + (jd + matrix / 2) * 8);
+                mma_m16n8k16<E>(acc[jd], pa, {vb[0], vb[1]});
+                mma_m16n8k16<E>(acc[jd + 1], pa, {vb[2], vb[3]});
             }
         }
+        __syncthreads();  // every warp has read v
+        if (more) load_keys(v_tile, a.v, key0 + T::kBlock);
+        cp_async_commit();
+        cp_async_wait<1>();  // the next k
+        __syncthreads();
     }
 
     for (int r = 0; r < 2; ++r) {

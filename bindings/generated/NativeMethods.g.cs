@@ -238,6 +238,8 @@ namespace NativeEngine.Interop
         public float Scale;
         /// <summary>1: causal masking (see above).</summary>
         public int Causal;
+        /// <summary>Backward only, 0 or 1. 1: a device may add the contributions to dq with atomic adds, in whatever order its blocks run, which makes one pass over the scores instead of two (about 5/7 of the products); dk and dv stay deterministic, dq may differ in its last bits between runs. 0 (the default, and a caller whose struct_size ends before this field): every output deterministic. The CPU is deterministic either way.</summary>
+        public int AllowAtomics;
     }
 
     /// <summary>Parameters of the chunked cross-entropy.</summary>
@@ -518,7 +520,7 @@ namespace NativeEngine.Interop
         [LibraryImport(LibraryName, EntryPoint = "ne_attention_forward")]
         internal static partial Status ne_attention_forward(ContextHandle context, NeAttentionParams* @params, TensorHandle q, TensorHandle k, TensorHandle v, TensorHandle key_lengths, TensorHandle @out, TensorHandle lse);
 
-        /// <summary>Attention backward from dout and the forward&apos;s out and lse: overwrites dq, dk and dv (the query heads sharing a key/value head add their contributions). Deterministic: the same bits on every run and for every thread count.</summary>
+        /// <summary>Attention backward from dout and the forward&apos;s out and lse: overwrites dq, dk and dv (the query heads sharing a key/value head add their contributions). Deterministic: the same bits on every run and for every thread count, unless params-&gt;allow_atomics lets a device vary dq&apos;s last bits.</summary>
         [LibraryImport(LibraryName, EntryPoint = "ne_attention_backward")]
         internal static partial Status ne_attention_backward(ContextHandle context, NeAttentionParams* @params, TensorHandle q, TensorHandle k, TensorHandle v, TensorHandle key_lengths, TensorHandle @out, TensorHandle lse, TensorHandle dout, TensorHandle dq, TensorHandle dk, TensorHandle dv);
 

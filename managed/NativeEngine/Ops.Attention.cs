@@ -37,7 +37,7 @@ public static partial class Ops
     /// <summary>Flash attention backward (<c>ne_attention_backward</c>): from <paramref name="doutput"/>
     /// and the forward pass's <paramref name="output"/> and <paramref name="lse"/>, overwrites
     /// <paramref name="dq"/>, <paramref name="dk"/> and <paramref name="dv"/>. Deterministic: the same
-    /// bits on every run and for every thread count.</summary>
+    /// bits on every run and for every thread count, unless <paramref name="allowAtomics"/>.</summary>
     /// <param name="context">The context the kernel runs on.</param>
     /// <param name="q">Queries, [B, Tq, H, D].</param>
     /// <param name="k">Keys, [B, Tk, Hkv, D].</param>
@@ -51,12 +51,18 @@ public static partial class Ops
     /// <param name="keyLengths">As in the forward pass.</param>
     /// <param name="causal">As in the forward pass.</param>
     /// <param name="scale">As in the forward pass.</param>
+    /// <param name="allowAtomics">Lets a device add the contributions to dq with atomic adds in any
+    /// order: one pass over the scores instead of two, faster, but dq may differ in its last bits
+    /// between runs (dk and dv do not). False (the default) keeps training runs bit-reproducible. The
+    /// CPU is deterministic either way.</param>
     /// <exception cref="NativeEngineException">The library refused the arguments.</exception>
     public static unsafe void AttentionBackward(Context context, Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse,
-        Tensor doutput, Tensor dq, Tensor dk, Tensor dv, Tensor? keyLengths = null, bool causal = false, float scale = 0f)
+        Tensor doutput, Tensor dq, Tensor dk, Tensor dv, Tensor? keyLengths = null, bool causal = false, float scale = 0f,
+        bool allowAtomics = false)
     {
         ArgumentNullException.ThrowIfNull(context);
         var parameters = AttentionParams(causal, scale);
+        parameters.AllowAtomics = allowAtomics ? 1 : 0;
         NativeStatus.Check(NativeMethods.ne_attention_backward(context.Handle, &parameters,
             Required(q, nameof(q)), Required(k, nameof(k)), Required(v, nameof(v)),
             Optional(keyLengths, nameof(keyLengths)), Required(output, nameof(output)), Required(lse, nameof(lse)),

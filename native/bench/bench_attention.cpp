@@ -89,7 +89,7 @@ struct Flash {
 
     int64_t T;
     Context context;
-    ne_attention_params params{sizeof(ne_attention_params), 0.0f, 0};
+    ne_attention_params params{sizeof(ne_attention_params), 0.0f, 0, 0};
     Tensor q, k, v, out, lse, dout, dq, dk, dv;
 };
 

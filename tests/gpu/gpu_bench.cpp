@@ -104,7 +104,8 @@ int main() {
         for (ne_tensor* t : {a, b, acc, c, scales, fa, fb, ha, hb, hc}) ne_tensor_destroy(t);
     }
 
-    // Flash attention, bf16 [B, T, H, D], T = 4096, forward and backward, causal and not. FLOPs
+    // Flash attention, bf16 [B, T, H, D], T = 4096, forward and backward (deterministic, and with
+    // atomic adds into dq: params.allow_atomics), causal and not. FLOPs
     // of exact attention: 4 B H T^2 D forward (two products), 2.5 times that backward (five),
     // halved under causal masking; the same counts as torch_bench.py.
     for (const auto& shape : {std::vector<int64_t>{2, 16, 128}, std::vector<int64_t>{2, 32, 64}}) {
@@ -119,7 +120,8 @@ int main() {
         ne_tensor* dk = tensor(context, NE_DTYPE_BF16, {B, T, H, D});
         ne_tensor* dv = tensor(context, NE_DTYPE_BF16, {B, T, H, D});
         for (const int causal : {0, 1}) {
-            const ne_attention_params params{sizeof(ne_attention_params), 0.0f, causal};
+            const ne_attention_params params{sizeof(ne_attention_params), 0.0f, causal, 0};
+            const ne_attention_params atomic_params{sizeof(ne_attention_params), 0.0f, causal, 1};
             const double forward_flops = 4.0 * B * H * static_cast<double>(T) * T * D / (causal ? 2.0 : 1.0);
             const std::string name = "attention_bf16_b" + std::to_string(B) + "_h" + std::to_string(H) + "_d" + std::to_string(D) +
                                      "_t" + std::to_string(T) + (causal ? "_causal" : "");
@@ -130,6 +132,11 @@ int main() {
                          [&] { return ne_attention_backward(context, &params, q, k, v, nullptr, out, lse, dout, dq, dk, dv); },
                          "ne_attention_backward");
             report((name + "_backward").c_str(), ms, 2.5 * forward_flops / (ms * 1e-3) / 1e12, "TFLOP/s");
+            // One pass with dq summed by atomic adds, as PyTorch's default backward does.
+            ms = time_ms(context,
+                         [&] { return ne_attention_backward(context, &atomic_params, q, k, v, nullptr, out, lse, dout, dq, dk, dv); },
+                         "ne_attention_backward (atomic dq)");
+            report((name + "_backward_atomic").c_str(), ms, 2.5 * forward_flops / (ms * 1e-3) / 1e12, "TFLOP/s");
         }
         for (ne_tensor* t : {q, k, v, dout, out, lse, dq, dk, dv}) ne_tensor_destroy(t);
     }
@@ -141,7 +148,7 @@ int main() {
         ne_tensor* k = random_bf16_tensor(context, {B, Tk, Hkv, D}, 22);
         ne_tensor* v = random_bf16_tensor(context, {B, Tk, Hkv, D}, 23);
         ne_tensor* out = tensor(context, NE_DTYPE_BF16, {B, 1, H, D});
-        const ne_attention_params params{sizeof(ne_attention_params), 0.0f, 1};
+        const ne_attention_params params{sizeof(ne_attention_params), 0.0f, 1, 0};
         const double bytes = 2.0 * B * Tk * Hkv * D * 2;
         const double ms = time_ms(context, [&] { return ne_attention_forward(context, &params, q, k, v, nullptr, out, nullptr); },
                                   "ne_attention_forward (decode)");

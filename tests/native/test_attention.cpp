@@ -30,8 +30,8 @@ constexpr double kBackwardTolerance = 1e-5;
 constexpr float kSentinel = -777.0f;
 constexpr double kMinusInfinity = -std::numeric_limits<double>::infinity();
 
-ne_attention_params attention_params(bool causal = false, float scale = 0.0f) {
-    return ne_attention_params{sizeof(ne_attention_params), scale, causal ? 1 : 0};
+ne_attention_params attention_params(bool causal = false, float scale = 0.0f, bool allow_atomics = false) {
+    return ne_attention_params{sizeof(ne_attention_params), scale, causal ? 1 : 0, allow_atomics ? 1 : 0};
 }
 
 // ---- Problems, host data and the double-precision oracle -------------------------------------
@@ -227,6 +227,7 @@ TEST_P(AttentionKernels, ForwardWithoutLseWritesTheSameOutput) {
     EXPECT_TRUE(bitwise_equal(read<float>(t.out.get()), with_lse));
 }
 
+// Deterministic, and with atomic adds into dq allowed (a device's one-pass backward).
 TEST_P(AttentionKernels, BackwardMatchesOracle) {
     uint64_t seed = 200;
     for (const Problem& p : problems()) {
@@ -236,10 +237,16 @@ TEST_P(AttentionKernels, BackwardMatchesOracle) {
         Tensors t(context.get(), p, in);
         write(t.out.get(), to_float(expected.out));
         write(t.lse.get(), to_float(expected.lse));
-        NE_ASSERT_OK(t.backward(context.get(), attention_params(p.causal, p.scale)));
-        EXPECT_TRUE(all_near(read<float>(t.dq.get()), expected.dq, kBackwardTolerance)) << "dq";
-        EXPECT_TRUE(all_near(read<float>(t.dk.get()), expected.dk, kBackwardTolerance)) << "dk";
-        EXPECT_TRUE(all_near(read<float>(t.dv.get()), expected.dv, kBackwardTolerance)) << "dv";
+        for (const bool allow_atomics : {false, true}) {
+            SCOPED_TRACE(allow_atomics ? "allow_atomics" : "deterministic");
+            for (ne_tensor* gradient : {t.dq.get(), t.dk.get(), t.dv.get()}) {
+                write(gradient, std::vector<float>(read<float>(gradient).size(), 1e30f));  // each run writes every element
+            }
+            NE_ASSERT_OK(t.backward(context.get(), attention_params(p.causal, p.scale, allow_atomics)));
+            EXPECT_TRUE(all_near(read<float>(t.dq.get()), expected.dq, kBackwardTolerance)) << "dq";
+            EXPECT_TRUE(all_near(read<float>(t.dk.get()), expected.dk, kBackwardTolerance)) << "dk";
+            EXPECT_TRUE(all_near(read<float>(t.dv.get()), expected.dv, kBackwardTolerance)) << "dv";
+        }
     }
 }
 
@@ -627,12 +634,24 @@ TEST_F(AttentionArguments, NullPointers) {
 }
 
 TEST_F(AttentionArguments, Params) {
-    for (const uint32_t size : {uint32_t{0}, uint32_t{sizeof(ne_attention_params) - 4}, uint32_t{sizeof(ne_attention_params) + 4}}) {
+    // The first version of the struct ended before allow_atomics.
+    constexpr auto first_version = static_cast<uint32_t>(offsetof(ne_attention_params, allow_atomics));
+    for (const uint32_t size : {uint32_t{0}, first_version - 4, uint32_t{sizeof(ne_attention_params) + 4}}) {
         params = attention_params(true);
         params.struct_size = size;
         EXPECT_TRUE(fails_with(forward().run(), NE_STATUS_VERSION_MISMATCH, {"'params'", "struct_size"}));
         EXPECT_TRUE(fails_with(backward().run(), NE_STATUS_VERSION_MISMATCH, {"'params'", "struct_size"}));
     }
+    params = attention_params(true);
+    params.struct_size = first_version;
+    params.allow_atomics = 7;  // beyond the caller's struct: never read
+    NE_EXPECT_OK(backward().run());
+    for (ne_tensor* gradient : {t.dq.get(), t.dk.get(), t.dv.get()}) {
+        write(gradient, std::vector<float>(read<float>(gradient).size(), kSentinel));  // for TearDown's check
+    }
+    params = attention_params(true, 0.0f, true);
+    params.allow_atomics = 2;
+    EXPECT_TRUE(fails_with(backward().run(), NE_STATUS_INVALID_ARGUMENT, {"'params'", "allow_atomics", "expected 0 or 1"}));
     for (const float scale : {-1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
         params = attention_params(true, scale);
         EXPECT_TRUE(fails_with(forward().run(), NE_STATUS_INVALID_ARGUMENT, {"'params'", "scale"}));
@@ -935,14 +954,16 @@ TEST_P(AttentionHalfPrecision, ForwardAndBackwardMatchOracle) {
         const HostInputs in = sixty_fourth_inputs(p, seed += 10);
         const Oracle expected = oracle(p, in);
         Tensors16 t(context.get(), dtype, p, in);
-        const ne_attention_params params = attention_params(p.causal, p.scale);
-        NE_ASSERT_OK(t.forward(context.get(), params));
-        NE_ASSERT_OK(t.backward(context.get(), params));
+        NE_ASSERT_OK(t.forward(context.get(), attention_params(p.causal, p.scale)));
         EXPECT_TRUE(all_near(read16(dtype, t.out.get()), expected.out, out_tolerance)) << "out";
         EXPECT_TRUE(all_near(read<float>(t.lse.get()), expected.lse, lse_tolerance)) << "lse";
-        EXPECT_TRUE(all_near(read16(dtype, t.dq.get()), expected.dq, gradient_tolerance)) << "dq";
-        EXPECT_TRUE(all_near(read16(dtype, t.dk.get()), expected.dk, gradient_tolerance)) << "dk";
-        EXPECT_TRUE(all_near(read16(dtype, t.dv.get()), expected.dv, gradient_tolerance)) << "dv";
+        for (const bool allow_atomics : {false, true}) {
+            SCOPED_TRACE(allow_atomics ? "allow_atomics" : "deterministic");
+            NE_ASSERT_OK(t.backward(context.get(), attention_params(p.causal, p.scale, allow_atomics)));
+            EXPECT_TRUE(all_near(read16(dtype, t.dq.get()), expected.dq, gradient_tolerance)) << "dq";
+            EXPECT_TRUE(all_near(read16(dtype, t.dk.get()), expected.dk, gradient_tolerance)) << "dk";
+            EXPECT_TRUE(all_near(read16(dtype, t.dv.get()), expected.dv, gradient_tolerance)) << "dv";
+        }
     }
 }
 

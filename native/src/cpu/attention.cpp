@@ -15,7 +15,8 @@
 //   (NE_STATUS_INVALID_ARGUMENT otherwise); read before any work starts (on a CUDA context,
 //   copied to the host for the check, which waits for the work queued before).
 // - lse: f32 [B, H, Tq], contiguous; optional in the forward pass, required in the backward.
-// - params: struct_size = sizeof(ne_attention_params); scale finite and >= 0; causal 0 or 1.
+// - params: struct_size from the first version (without allow_atomics) to sizeof(ne_attention_params);
+//   scale finite and >= 0; causal and allow_atomics 0 or 1.
 // - Outputs must not overlap any input nor each other (NE_STATUS_INVALID_ARGUMENT). The test is
 //   on the memory span of each view, so interleaved views of one buffer (dq, dk and dv inside a
 //   fused [B, T, 3, H, D] gradient) count as overlapping. Two elements of one output must not
@@ -143,14 +144,18 @@ void backward_reference(ne_context& context, const AttentionBackwardArgs& a) {
 // ------------------------------------------------------------------------------------------
 
 ne_attention_params attention_params_arg(const ne_attention_params* params) {
-    const ne_attention_params defaults{sizeof(ne_attention_params), 0.0f, 0};
-    const ne_attention_params p = params_arg(params, "params", sizeof(ne_attention_params), defaults);
+    const ne_attention_params defaults{sizeof(ne_attention_params), 0.0f, 0, 0};
+    // The first version of the struct ended before allow_atomics.
+    const ne_attention_params p = params_arg(params, "params", offsetof(ne_attention_params, allow_atomics), defaults);
     if (!std::isfinite(p.scale) || p.scale < 0.0f) {
         fail(NE_STATUS_INVALID_ARGUMENT, "argument 'params': scale is ", p.scale,
              "; expected a finite value >= 0 (0 means 1/sqrt(D))");
     }
     if (p.causal != 0 && p.causal != 1) {
         fail(NE_STATUS_INVALID_ARGUMENT, "argument 'params': causal is ", p.causal, "; expected 0 or 1");
+    }
+    if (p.allow_atomics != 0 && p.allow_atomics != 1) {
+        fail(NE_STATUS_INVALID_ARGUMENT, "argument 'params': allow_atomics is ", p.allow_atomics, "; expected 0 or 1");
     }
     return p;
 }
@@ -359,6 +364,7 @@ AttentionBackwardArgs backward_args(const ne_context& context, const ne_attentio
     expect_separate(out_dq, {out_dk, out_dv});
     expect_separate(out_dk, {out_dv});
     args.lse = data_of<float>(lse);
+    args.allow_atomics = params.allow_atomics == 1;
     return args;
 }
 

@@ -47,6 +47,7 @@ struct AttentionBackwardArgs {
     HeadTensor<float> dk;          // [B, Tk, Hkv, D]
     HeadTensor<float> dv;          // [B, Tk, Hkv, D]
     float* delta;                  // [B, H, Tq] scratch: rowsum(dout * out), written by backward_delta
+    bool allow_atomics;            // a device may add dq's contributions in any order (ne_attention_params)
 };
 
 // The tiles of the SIMD kernels (FlashAttention's Br and Bc).

@@ -17,7 +17,10 @@
 // key block computes dk and dv from every query row of the group that sees it (the G heads of a
 // key/value head in head order, then query blocks in order), and one pass per query block
 // computes dq from the key blocks in order. Every output element has one writer and a fixed
-// summation order, so the bits depend only on the shapes and the device.
+// summation order, so the bits depend only on the shapes and the device. With
+// params.allow_atomics the keys pass also adds ds k into an f32 dq sum with atomic adds and the
+// rows pass is skipped: five tile products instead of seven, dq's last bits left to the order
+// in which blocks run.
 //
 // Decoding (Tq <= kDecodeMaxQueries): one block per (query row, key split) walks its keys with
 // a warp per key and an online softmax in registers; a second kernel combines the splits of a
@@ -35,6 +38,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <type_traits>
 
 namespace ne::cuda {
@@ -146,6 +150,7 @@ struct BackwardParams {
     Heads<E> dq, dk, dv;
     const float* lse;  // [B, H, Tq] contiguous
     float* delta;      // [B, H, Tq] contiguous scratch: rowsum(dout * out)
+    float* dq_sum;     // [B, Tq, H, D] contiguous f32 scratch, zeroed: dq's atomic sum, or null
 };
 
 // ------------------------------------------------------------------------------------------
@@ -769,10 +774,46 @@ __device__ void warp_probabilities(const E* q_tile, const E* dout_tile, const E*
     }
 }
 
+// dq_sum of the warp's 16 rows += ds k, kBlock columns at a time, through the warp's rows of the
+// score tile (free once its probabilities are formed). Rows that see none of the keys add nothing.
+template <class T, class E>
+__device__ void add_dq(const BackwardParams<E>& a, int64_t b, int64_t h, int row0, int key0, int L, const E* dprobabilities,
+                       const E* k_tile, float* scores) {
+    static_assert(T::kHeadDim % T::kBlock == 0, "whole chunks of columns");
+    const Problem& p = a.p;
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    float* partial = scores + warp * 16 * T::kLdScores;
+    for (int d0 = 0; d0 < p.D; d0 += T::kBlock) {
+        warp_product<T::kBlock, T::kBlock, false, false>(dprobabilities + warp * 16 * T::kLdProbabilities, T::kLdProbabilities,
+                                                         k_tile + d0, T::kLdElements, partial, T::kLdScores, false);
+        __syncwarp();
+        for (int index = lane; index < 16 * T::kBlock; index += kWarpSize) {
+            const int r = index / T::kBlock, c = index % T::kBlock;
+            const int i = row0 + warp * 16 + r;
+            if (i < p.Tq && d0 + c < p.D && p.visible(i, L) > key0) {
+                atomicAdd(a.dq_sum + ((b * p.Tq + i) * p.H + h) * p.D + d0 + c, partial[r * T::kLdScores + c]);
+            }
+        }
+        __syncwarp();  // every lane has read the chunk before the next product overwrites it
+    }
+}
+
+// dq from dq_sum, in dq's element type and strides.
+template <class E>
+__global__ void dq_from_sum_kernel(BackwardParams<E> a, int64_t count) {
+    const Problem& p = a.p;
+    for (int64_t index = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; index < count; index += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t d = index % p.D, n = index / p.D;  // n = (b Tq + i) H + h
+        a.dq.row(n / p.H / p.Tq, n / p.H % p.Tq, n % p.H)[d] = from_float<E>(a.dq_sum[index]);
+    }
+}
+
 // Block: keys [key0, key0 + kBlock) of key/value head kv of sequence b; dk and dv of those
 // keys from every row that sees them: the group's heads in order, each one's query blocks in
-// order. Keys past the sequence's length get 0.
-template <class E, int kHeadDim>
+// order. Keys past the sequence's length get 0. kAtomicDq: also adds each row's ds k to dq_sum
+// with atomic adds (no rows pass; FlashAttention-2's order, five products per tile instead of
+// seven over both passes, dq's summation order left to the scheduler).
+template <class E, int kHeadDim, bool kAtomicDq>
 __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThreads)
     backward_keys_kernel(BackwardParams<E> a, int key_blocks) {
     using T = Tiles<E, kHeadDim, Pass::backward_keys>;
@@ -830,6 +871,7 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThre
             warp_product<kHeadDim, T::kBlock, true, false>(dprobabilities + warp * 16, T::kLdProbabilities, q_tile,
                                                            T::kLdElements, dk_acc + warp * 16 * T::kLdAccumulators,
                                                            T::kLdAccumulators, true);
+            if constexpr (kAtomicDq) add_dq<T>(a, b, h, row0, key0, L, dprobabilities, k_tile, scores);
         }
     }
     __syncthreads();
@@ -1013,8 +1055,17 @@ void backward_with(const Queue& queue, const BackwardParams<E>& params) {
     using Rows = Tiles<E, kHeadDim, Pass::backward_rows>;
     const Problem& p = params.p;
     const int64_t key_blocks = ceil_div(p.Tk, Keys::kBlock);
+    if (params.dq_sum) {
+        launch(queue, backward_keys_kernel<E, kHeadDim, true>, Keys::kThreads, Keys::kSharedBytes, key_blocks * p.Hkv * p.B,
+               params, static_cast<int>(key_blocks), "attention backward kernel (dk, dv, atomic dq)");
+        const int64_t count = int64_t{p.B} * p.Tq * p.H * p.D;
+        constexpr int kThreads = 256;
+        dq_from_sum_kernel<E><<<grid_for(queue, count, kThreads), kThreads, 0, queue.stream>>>(params, count);
+        check_launch("attention dq conversion kernel");
+        return;
+    }
     const int64_t row_blocks = ceil_div(p.Tq, Rows::kBlock);
-    launch(queue, backward_keys_kernel<E, kHeadDim>, Keys::kThreads, Keys::kSharedBytes, key_blocks * p.Hkv * p.B, params,
+    launch(queue, backward_keys_kernel<E, kHeadDim, false>, Keys::kThreads, Keys::kSharedBytes, key_blocks * p.Hkv * p.B, params,
            static_cast<int>(key_blocks), "attention backward kernel (dk, dv)");
     launch(queue, backward_rows_kernel<E, kHeadDim>, Rows::kThreads, Rows::kSharedBytes, row_blocks * p.H * p.B, params,
            static_cast<int>(row_blocks), "attention backward kernel (dq)");
@@ -1059,6 +1110,13 @@ void backward_for(const Queue& queue, const cpu::AttentionBackwardArgs& args, co
     params.dv = heads_of<E>(args.dv);
     params.lse = args.lse;
     params.delta = delta.as<float>();
+    // With atomics allowed, dq is summed in f32 scratch by the keys pass alone.
+    std::optional<Scratch> dq_sum;
+    if (args.allow_atomics) {
+        const int64_t bytes = rows * args.in.D * static_cast<int64_t>(sizeof(float));
+        params.dq_sum = dq_sum.emplace(queue, bytes).as<float>();
+        check(cudaMemsetAsync(params.dq_sum, 0, static_cast<size_t>(bytes), queue.stream), "cudaMemsetAsync (attention dq sum)");
+    }
     params.p.vector_loads = args.in.D % 8 == 0 && aligned16(params.q) && aligned16(params.k) && aligned16(params.v) &&
                             aligned16(params.dout);
     constexpr int kDeltaRowsPerBlock = 8;

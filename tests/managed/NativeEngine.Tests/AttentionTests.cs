@@ -44,8 +44,10 @@ public sealed class AttentionTests
         TestData.AssertClose(output.ToArray<float>(), Reference(q, k, v, causal, lengths), 1e-5, "output");
     }
 
-    [Fact]
-    public void BackwardMatchesFiniteDifferences()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void BackwardMatchesFiniteDifferences(bool allowAtomics)
     {
         using var context = TestData.CreateContext(SimdLevel.Auto);
         using var scope = new TensorScope();
@@ -65,7 +67,7 @@ public sealed class AttentionTests
         var dk = Tensor.Create(context, Dtype.F32, B, Tk, Hkv, D);
         var dv = Tensor.Create(context, Dtype.F32, B, Tk, Hkv, D);
         Ops.AttentionBackward(context, tq, tk, tv, output, lse, Tensor.FromArray<float>(context, weights, B, Tq, H, D),
-            dq, dk, dv, causal: true);
+            dq, dk, dv, causal: true, allowAtomics: allowAtomics);
 
         double Loss(float[] qs, float[] ks, float[] vs)
         {

@@ -9,8 +9,9 @@
 // need only __syncwarp; the block synchronizes where a tile is reloaded. Products of two tiles
 // run on tensor cores (WMMA, 16x16x16, f32 accumulation) for bf16/f16 elements and on the SIMT
 // units (explicit fmaf) for f32, where the managed model's fp32 training must keep f32 accuracy.
-// The bf16/f16 forward with head dimensions up to 128 keeps the scores in registers instead
-// (mma.sync, forward_registers_kernel). The head dimension is padded to a tile of 64, 128 or 256
+// The bf16/f16 forward and backward keys pass with head dimensions up to 128 keep the scores in
+// registers instead (mma.sync fed by ldmatrix, the forward's tiles loaded by cp.async:
+// forward_registers_kernel, backward_keys_registers_kernel). The head dimension is padded to a tile of 64, 128 or 256
 // with zeros.
 //
 // Backward, deterministic without atomics: delta = rowsum(dout * out) first; then one pass per
@@ -883,6 +884,192 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThre
     }
 }
 
+// The keys pass on registers (bf16/f16, head dimensions up to 128): the block of backward_keys_kernel,
+// with each warp owning 16 of its keys. A warp computes S^T = K Q^T and dP^T = V dout^T for its
+// keys with mma.sync, so that P^T and dS^T are already in the A-operand layout of
+// dV += P^T dout and dK += dS^T Q (as P is for P V in the forward), and dK and dV accumulate in
+// registers. Rows go 32 at a time to bound the registers. kAtomicDq: dS^T also goes to shared
+// memory, where each warp takes 16 rows of dS K and adds them to dq_sum. Not yet measured on a GPU.
+template <int kHeadDim_>
+struct RegisterBackwardTiles {
+    static constexpr int kHeadDim = kHeadDim_;
+    static constexpr int kBlock = 64;  // keys of a block, query rows of a tile
+    static constexpr int kWarps = kBlock / 16;
+    static constexpr int kThreads = kWarps * kWarpSize;
+    static constexpr int kRowsPerStep = 32;
+    static constexpr int kLdElements = kHeadDim + 8;  // see RegisterTiles
+    static constexpr int kLdDs = kBlock + 8;
+    static constexpr int64_t kSharedBytes = 4 * align_shared(int64_t{kBlock} * kLdElements * 2) +
+                                            align_shared(int64_t{kBlock} * kLdDs * 2) + 2 * align_shared(kBlock * 4);
+
+    static_assert(kHeadDim % 32 == 0 && kHeadDim <= 128, "pairs of 16-column k-steps; the accumulators fit in registers");
+    static_assert(kBlock % kRowsPerStep == 0 && kRowsPerStep % 16 == 0, "whole 16-row k-steps");
+    static_assert(kSharedBytes <= kSharedBudget, "the tiles of a block must fit the shared memory budget");
+};
+
+// Block: as backward_keys_kernel.
+template <class E, int kHeadDim, bool kAtomicDq>
+__global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
+    backward_keys_registers_kernel(BackwardParams<E> a, int key_blocks) {
+    using T = RegisterBackwardTiles<kHeadDim>;
+    constexpr int kLd = T::kLdElements;
+    constexpr int kDimTiles = kHeadDim / 8;
+    constexpr int kSteps = kHeadDim / 16;
+    constexpr int kRowTiles = T::kRowsPerStep / 8;  // 8-row column tiles of S^T per step
+    extern __shared__ __align__(128) unsigned char shared[];
+    SharedCursor cursor(shared);
+    E* q_tile = cursor.take<E>(T::kBlock * kLd);
+    E* dout_tile = cursor.take<E>(T::kBlock * kLd);
+    E* k_tile = cursor.take<E>(T::kBlock * kLd);
+    E* v_tile = cursor.take<E>(T::kBlock * kLd);
+    E* ds_tile = cursor.take<E>(T::kBlock * T::kLdDs);  // dS^T: [key][row]
+    float* lse_rows = cursor.take<float>(T::kBlock);
+    float* delta_rows = cursor.take<float>(T::kBlock);
+
+    const Problem& p = a.p;
+    const int key0 = static_cast<int>(blockIdx.x % key_blocks) * T::kBlock;
+    const int64_t bkv = blockIdx.x / key_blocks;
+    const int64_t kv = bkv % p.Hkv, b = bkv / p.Hkv;
+    const int group = p.H / p.Hkv;
+    const int L = p.length(b);
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int g = lane / 4, t = lane % 4;
+    const int matrix = lane / 8, matrix_row = lane % 8;  // the ldmatrix.x4 row this lane names
+    const int keys[2] = {key0 + warp * 16 + g, key0 + warp * 16 + g + 8};
+
+    load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+    load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+    float dk[kDimTiles][4], dv[kDimTiles][4];
+    for (int jd = 0; jd < kDimTiles; ++jd) {
+        for (int i = 0; i < 4; ++i) dk[jd][i] = dv[jd][i] = 0.0f;
+    }
+    // The warp's 16 keys as the A operand of k-step kk: rows +0 and +8 of columns +0, then +8.
+    const auto a_fragment = [&](uint32_t (&fragment)[4], const E* tile, int kk) {
+        ldmatrix_x4<false>(fragment, tile + (warp * 16 + matrix % 2 * 8 + matrix_row) * kLd + kk * 16 + matrix / 2 * 8);
+    };
+    // Columns [r0, r0 + kRowsPerStep) of X^T = (the warp's keys of `a_tile`) (`b_tile` rows)^T.
+    const auto transposed_scores = [&](float (&x)[kRowTiles][4], const E* a_tile, const E* b_tile, int r0) {
+        for (int j = 0; j < kRowTiles; ++j) {
+            for (int i = 0; i < 4; ++i) x[j][i] = 0.0f;
+        }
+        for (int kk = 0; kk < kSteps; kk += 2) {
+            uint32_t a0[4], a1[4];
+            a_fragment(a0, a_tile, kk);
+            a_fragment(a1, a_tile, kk + 1);
+            for (int j = 0; j < kRowTiles; ++j) {
+                uint32_t rb[4];  // rows r0 + 8 j.. of columns +0, +8, +16, +24: k-steps kk and kk + 1
+                ldmatrix_x4<false>(rb, b_tile + (r0 + j * 8 + matrix_row) * kLd + kk * 16 + matrix * 8);
+                mma_m16n8k16<E>(x[j], a0, {rb[0], rb[1]});
+                mma_m16n8k16<E>(x[j], a1, {rb[2], rb[3]});
+            }
+        }
+    };
+    // acc += X (the warp's 16 keys x kRowsPerStep rows, in registers) times rows [r0, ...) of `tile`.
+    const auto accumulate = [&](float (&acc)[kDimTiles][4], const float (&x)[kRowTiles][4], const E* tile, int r0) {
+        for (int kr = 0; kr < kRowTiles / 2; ++kr) {
+            const float* lo = x[2 * kr];
+            const float* hi = x[2 * kr + 1];
+            const uint32_t xa[4] = {pack_pair(from_float<E>(lo[0]), from_float<E>(lo[1])),
+                                    pack_pair(from_float<E>(lo[2]), from_float<E>(lo[3])),
+                                    pack_pair(from_float<E>(hi[0]), from_float<E>(hi[1])),
+                                    pack_pair(from_float<E>(hi[2]), from_float<E>(hi[3]))};
+            for (int jd = 0; jd < kDimTiles; jd += 2) {
+                uint32_t vb[4];  // transposed: rows +0 and +8 of columns jd*8.., then (jd+1)*8..
+                ldmatrix_x4<true>(vb, tile + (r0 + kr * 16 + matrix % 2 * 8 + matrix_row) * kLd + (jd + matrix / 2) * 8);
+                mma_m16n8k16<E>(acc[jd], xa, {vb[0], vb[1]});
+                mma_m16n8k16<E>(acc[jd + 1], xa, {vb[2], vb[3]});
+            }
+        }
+    };
+
+    // Query i sees key j when j <= i + L - Tq: rows before key0 - L + Tq see none of these keys.
+    const int first_row = key0 >= L ? p.Tq : (p.causal ? max(0, key0 - L + p.Tq) : 0);
+    for (int head = 0; head < group; ++head) {
+        const int64_t h = kv * group + head;
+        for (int row0 = first_row / T::kBlock * T::kBlock; row0 < p.Tq; row0 += T::kBlock) {
+            __syncthreads();  // every warp is done with the previous rows
+            const auto seeing = [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, L) > 0; };
+            load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+            load_tile<T>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads, seeing);
+            for (int r = static_cast<int>(threadIdx.x); r < T::kBlock; r += T::kThreads) {
+                const int64_t n = (b * p.H + h) * p.Tq + row0 + r;
+                lse_rows[r] = seeing(r) ? a.lse[n] : 0.0f;
+                delta_rows[r] = seeing(r) ? a.delta[n] : 0.0f;
+            }
+            __syncthreads();
+            for (int r0 = 0; r0 < T::kBlock; r0 += T::kRowsPerStep) {
+                float pt[kRowTiles][4], dpt[kRowTiles][4];
+                transposed_scores(pt, k_tile, q_tile, r0);
+                transposed_scores(dpt, v_tile, dout_tile, r0);
+                // Element i of tile j: key keys[i / 2], row row0 + r0 + 8 j + 2 t + i % 2.
+                for (int j = 0; j < kRowTiles; ++j) {
+                    for (int i = 0; i < 4; ++i) {
+                        const int r = r0 + j * 8 + 2 * t + i % 2, row = row0 + r;
+                        const bool seen = row < p.Tq && keys[i / 2] < p.visible(row, L);
+                        const float probability = seen ? expf(pt[j][i] * p.scale - lse_rows[r]) : 0.0f;
+                        dpt[j][i] = seen ? probability * (dpt[j][i] - delta_rows[r]) * p.scale : 0.0f;
+                        pt[j][i] = probability;
+                    }
+                }
+                accumulate(dv, pt, dout_tile, r0);
+                accumulate(dk, dpt, q_tile, r0);
+                if constexpr (kAtomicDq) {
+                    for (int j = 0; j < kRowTiles; ++j) {
+                        for (int half = 0; half < 2; ++half) {
+                            E* pair = ds_tile + (warp * 16 + g + half * 8) * T::kLdDs + r0 + j * 8 + 2 * t;
+                            const uint32_t bits = pack_pair(from_float<E>(dpt[j][2 * half]), from_float<E>(dpt[j][2 * half + 1]));
+                            memcpy(static_cast<void*>(pair), &bits, sizeof bits);
+                        }
+                    }
+                }
+            }
+            if constexpr (kAtomicDq) {
+                __syncthreads();  // dS^T of every key is in ds_tile
+                // dq of rows row0 + warp*16.. += dS K, 16 columns at a time. A(row, key) = ds_tile[key][row]
+                // (transposed loads: keys +0 and +8 of rows +0, then of rows +8... in A's order).
+                const int rows[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
+                bool adds[2];
+                for (int r = 0; r < 2; ++r) adds[r] = rows[r] < p.Tq && p.visible(rows[r], L) > key0;
+                for (int jd = 0; jd < kDimTiles; jd += 2) {
+                    float dq[2][4] = {};
+                    for (int kk = 0; kk < T::kBlock / 16; ++kk) {
+                        uint32_t da[4], kb[4];
+                        ldmatrix_x4<true>(da, ds_tile + (kk * 16 + matrix / 2 * 8 + matrix_row) * T::kLdDs + warp * 16 + matrix % 2 * 8);
+                        ldmatrix_x4<true>(kb, k_tile + (kk * 16 + matrix % 2 * 8 + matrix_row) * kLd + (jd + matrix / 2) * 8);
+                        mma_m16n8k16<E>(dq[0], da, {kb[0], kb[1]});
+                        mma_m16n8k16<E>(dq[1], da, {kb[2], kb[3]});
+                    }
+                    for (int r = 0; r < 2; ++r) {
+                        if (!adds[r]) continue;
+                        float* dq_row = a.dq_sum + ((b * p.Tq + rows[r]) * p.H + h) * p.D;
+                        for (int half = 0; half < 2; ++half) {
+                            const int d = (jd + half) * 8 + 2 * t;
+                            if (d < p.D) atomicAdd(dq_row + d, dq[half][2 * r]);
+                            if (d + 1 < p.D) atomicAdd(dq_row + d + 1, dq[half][2 * r + 1]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (int r = 0; r < 2; ++r) {
+        if (keys[r] >= p.Tk) continue;
+        E* dk_row = a.dk.row(b, keys[r], kv);
+        E* dv_row = a.dv.row(b, keys[r], kv);
+        for (int jd = 0; jd < kDimTiles; ++jd) {
+            const int d = jd * 8 + 2 * t;
+            if (d < p.D) {
+                dk_row[d] = from_float<E>(dk[jd][2 * r]);
+                dv_row[d] = from_float<E>(dv[jd][2 * r]);
+            }
+            if (d + 1 < p.D) {
+                dk_row[d + 1] = from_float<E>(dk[jd][2 * r + 1]);
+                dv_row[d + 1] = from_float<E>(dv[jd][2 * r + 1]);
+            }
+        }
+    }
+}
+
 // Block: query rows [row0, row0 + kBlock) of head h of sequence b (the last first); dq of those
 // rows from the key blocks they see, in order.
 template <class E, int kHeadDim>
@@ -1049,24 +1236,38 @@ void forward_with(const Queue& queue, const ForwardParams<E>& params) {
     else forward_tiled<E, kHeadDim>(queue, params);
 }
 
+// The keys pass: on registers for 16-bit elements with head dimensions up to 128.
+template <class E, int kHeadDim, bool kAtomicDq>
+void backward_keys(const Queue& queue, const BackwardParams<E>& params) {
+    const Problem& p = params.p;
+    const char* name = kAtomicDq ? "attention backward kernel (dk, dv, atomic dq)" : "attention backward kernel (dk, dv)";
+    if constexpr (ElementTraits<E>::kTensorCores && kHeadDim <= 128) {
+        using T = RegisterBackwardTiles<kHeadDim>;
+        const int64_t key_blocks = ceil_div(p.Tk, T::kBlock);
+        launch(queue, backward_keys_registers_kernel<E, kHeadDim, kAtomicDq>, T::kThreads, T::kSharedBytes,
+               key_blocks * p.Hkv * p.B, params, static_cast<int>(key_blocks), name);
+    } else {
+        using T = Tiles<E, kHeadDim, Pass::backward_keys>;
+        const int64_t key_blocks = ceil_div(p.Tk, T::kBlock);
+        launch(queue, backward_keys_kernel<E, kHeadDim, kAtomicDq>, T::kThreads, T::kSharedBytes, key_blocks * p.Hkv * p.B,
+               params, static_cast<int>(key_blocks), name);
+    }
+}
+
 template <class E, int kHeadDim>
 void backward_with(const Queue& queue, const BackwardParams<E>& params) {
-    using Keys = Tiles<E, kHeadDim, Pass::backward_keys>;
-    using Rows = Tiles<E, kHeadDim, Pass::backward_rows>;
     const Problem& p = params.p;
-    const int64_t key_blocks = ceil_div(p.Tk, Keys::kBlock);
     if (params.dq_sum) {
-        launch(queue, backward_keys_kernel<E, kHeadDim, true>, Keys::kThreads, Keys::kSharedBytes, key_blocks * p.Hkv * p.B,
-               params, static_cast<int>(key_blocks), "attention backward kernel (dk, dv, atomic dq)");
+        backward_keys<E, kHeadDim, true>(queue, params);
         const int64_t count = int64_t{p.B} * p.Tq * p.H * p.D;
         constexpr int kThreads = 256;
         dq_from_sum_kernel<E><<<grid_for(queue, count, kThreads), kThreads, 0, queue.stream>>>(params, count);
         check_launch("attention dq conversion kernel");
         return;
     }
+    backward_keys<E, kHeadDim, false>(queue, params);
+    using Rows = Tiles<E, kHeadDim, Pass::backward_rows>;
     const int64_t row_blocks = ceil_div(p.Tq, Rows::kBlock);
-    launch(queue, backward_keys_kernel<E, kHeadDim, false>, Keys::kThreads, Keys::kSharedBytes, key_blocks * p.Hkv * p.B, params,
-           static_cast<int>(key_blocks), "attention backward kernel (dk, dv)");
     launch(queue, backward_rows_kernel<E, kHeadDim>, Rows::kThreads, Rows::kSharedBytes, row_blocks * p.H * p.B, params,
            static_cast<int>(row_blocks), "attention backward kernel (dq)");
 }

@@ -473,6 +473,62 @@ __device__ inline uint32_t pack_pair(E low, E high) {
     return uint32_t{low_bits} | uint32_t{high_bits} << 16;
 }
 
+// mma.sync operands from a row-major 16-bit tile of kLd elements per row, by ldmatrix.x4
+// (ptx.cuh's layouts; lane l names row l % 8 of matrix l / 8).
+
+// A of one k-step: A(m, k) = tile[row + m][column + k], 16 x 16 (matrices: rows +0 and +8 of
+// columns +0, then of columns +8).
+template <int kLd, class E>
+__device__ void load_a(uint32_t (&a)[4], const E* tile, int row, int column) {
+    const int lane = static_cast<int>(threadIdx.x) % kWarpSize, matrix = lane / 8;
+    ldmatrix_x4<false>(a, tile + (row + matrix % 2 * 8 + lane % 8) * kLd + column + matrix / 2 * 8);
+}
+
+// A of one k-step from a transposed tile: A(m, k) = tile[row + k][column + m], 16 x 16.
+template <int kLd, class E>
+__device__ void load_a_transposed(uint32_t (&a)[4], const E* tile, int row, int column) {
+    const int lane = static_cast<int>(threadIdx.x) % kWarpSize, matrix = lane / 8;
+    ldmatrix_x4<true>(a, tile + (row + matrix / 2 * 8 + lane % 8) * kLd + column + matrix % 2 * 8);
+}
+
+// B of two k-steps: B(k, n) = tile[row + n][column + k], n < 8, k < 32; b[0..1] the k-step of
+// columns +0..15, b[2..3] of +16..31.
+template <int kLd, class E>
+__device__ void load_b_of_rows(uint32_t (&b)[4], const E* tile, int row, int column) {
+    const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    ldmatrix_x4<false>(b, tile + (row + lane % 8) * kLd + column + lane / 8 * 8);
+}
+
+// B of two 8-column tiles: B(k, n) = tile[row + k][column + n], k < 16, n < 16; b[0..1] the
+// tile of columns +0..7, b[2..3] of +8..15.
+template <int kLd, class E>
+__device__ void load_b_of_columns(uint32_t (&b)[4], const E* tile, int row, int column) {
+    const int lane = static_cast<int>(threadIdx.x) % kWarpSize, matrix = lane / 8;
+    ldmatrix_x4<true>(b, tile + (row + matrix % 2 * 8 + lane % 8) * kLd + column + matrix / 2 * 8);
+}
+
+// acc += X B for the warp's 16 rows: X [16, 8 kTiles] in registers, in the accumulator layout of
+// kTiles 8-column tiles, which two tiles at a time is mma.sync's A layout; B rows
+// [row, row + 8 kTiles) of `tile`, kDimTiles 8-column tiles.
+template <int kLd, class E, int kTiles, int kDimTiles>
+__device__ void multiply_registers(float (&acc)[kDimTiles][4], const float (&x)[kTiles][4], const E* tile, int row) {
+    static_assert(kTiles % 2 == 0 && kDimTiles % 2 == 0, "whole 16-wide k-steps and pairs of column tiles");
+    for (int kk = 0; kk < kTiles / 2; ++kk) {
+        const float* lo = x[2 * kk];
+        const float* hi = x[2 * kk + 1];
+        const uint32_t xa[4] = {pack_pair(from_float<E>(lo[0]), from_float<E>(lo[1])),
+                                pack_pair(from_float<E>(lo[2]), from_float<E>(lo[3])),
+                                pack_pair(from_float<E>(hi[0]), from_float<E>(hi[1])),
+                                pack_pair(from_float<E>(hi[2]), from_float<E>(hi[3]))};
+        for (int jd = 0; jd < kDimTiles; jd += 2) {
+            uint32_t b[4];
+            load_b_of_columns<kLd>(b, tile, row + kk * 16, jd * 8);
+            mma_m16n8k16<E>(acc[jd], xa, {b[0], b[1]});
+            mma_m16n8k16<E>(acc[jd + 1], xa, {b[2], b[3]});
+        }
+    }
+}
+
 // Block: a ForwardBlock of kBlock rows.
 template <class E, int kHeadDim>
 __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
@@ -495,8 +551,6 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
 
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int g = lane / 4, t = lane % 4;
-    // The ldmatrix.x4 row this lane names: row lane % 8 of matrix lane / 8.
-    const int matrix = lane / 8, matrix_row = lane % 8;
     const int rows[2] = {warp * 16 + g, warp * 16 + g + 8};  // within the block
     int row_visible[2];
     for (int r = 0; r < 2; ++r) row_visible[r] = row0 + rows[r] < p.Tq ? p.visible(row0 + rows[r], L) : 0;
@@ -514,11 +568,8 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
     cp_async_wait<1>();  // q and the first k
     __syncthreads();
 
-    // Matrices 0..3 of a k-step's A fragment: rows +0 and +8 of columns +0, then of columns +8.
     uint32_t q[kSteps][4];
-    for (int kk = 0; kk < kSteps; ++kk) {
-        ldmatrix_x4<false>(q[kk], q_tile + (warp * 16 + matrix % 2 * 8 + matrix_row) * kLd + kk * 16 + matrix / 2 * 8);
-    }
+    for (int kk = 0; kk < kSteps; ++kk) load_a<kLd>(q[kk], q_tile, warp * 16, kk * 16);
 
     float acc[kDimTiles][4];
     for (int jd = 0; jd < kDimTiles; ++jd) {
@@ -530,10 +581,9 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
         float s[kKeyTiles][4];
         for (int j = 0; j < kKeyTiles; ++j) {
             for (int i = 0; i < 4; ++i) s[j][i] = 0.0f;
-            // Matrices 0..3: keys j*8.. of columns +0, +8, +16, +24, the b fragments of k-steps kk and kk + 1.
             for (int kk = 0; kk < kSteps; kk += 2) {
                 uint32_t kb[4];
-                ldmatrix_x4<false>(kb, k_tile + (j * 8 + matrix_row) * kLd + kk * 16 + matrix * 8);
+                load_b_of_rows<kLd>(kb, k_tile, j * 8, kk * 16);
                 mma_m16n8k16<E>(s[j], q[kk], {kb[0], kb[1]});
                 mma_m16n8k16<E>(s[j], q[kk + 1], {kb[2], kb[3]});
             }
@@ -578,23 +628,7 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
 
         cp_async_wait<1>();  // this block's v (the next k may still travel)
         __syncthreads();
-        // P V over k-steps of 16 keys: S tiles 2 kk and 2 kk + 1 are P's operand registers.
-        for (int kk = 0; kk < T::kBlock / 16; ++kk) {
-            const float* lo = s[2 * kk];
-            const float* hi = s[2 * kk + 1];
-            const uint32_t pa[4] = {pack_pair(from_float<E>(lo[0]), from_float<E>(lo[1])),
-                                    pack_pair(from_float<E>(lo[2]), from_float<E>(lo[3])),
-                                    pack_pair(from_float<E>(hi[0]), from_float<E>(hi[1])),
-                                    pack_pair(from_float<E>(hi[2]), from_float<E>(hi[3]))};
-            // Matrices 0..3, transposed: keys +0 and +8 of columns jd*8.., then of (jd+1)*8..,
-            // the b fragments of 8-column tiles jd and jd + 1.
-            for (int jd = 0; jd < kDimTiles; jd += 2) {
-                uint32_t vb[4];
-                ldmatrix_x4<true>(vb, v_tile + (kk * 16 + matrix % 2 * 8 + matrix_row) * kLd + (jd + matrix / 2) * 8);
-                mma_m16n8k16<E>(acc[jd], pa, {vb[0], vb[1]});
-                mma_m16n8k16<E>(acc[jd + 1], pa, {vb[2], vb[3]});
-            }
-        }
+        multiply_registers<kLd>(acc, s, v_tile, 0);  // P V, P being s
         __syncthreads();  // every warp has read v
         if (more) load_keys(v_tile, a.v, key0 + T::kBlock);
         cp_async_commit();
@@ -809,6 +843,52 @@ __global__ void dq_from_sum_kernel(BackwardParams<E> a, int64_t count) {
     }
 }
 
+// What a keys-pass block works on: keys [key0, key0 + block) of key/value head kv of sequence b,
+// the `group` query heads that read it (kv * group onwards), the sequence's length L, and the
+// first query row that sees any of the keys.
+struct KeysBlock {
+    int64_t b, kv;
+    int key0, group, L, first_row;
+
+    __device__ KeysBlock(const Problem& p, int key_blocks, int block) {
+        key0 = static_cast<int>(blockIdx.x % key_blocks) * block;
+        const int64_t bkv = blockIdx.x / key_blocks;
+        kv = bkv % p.Hkv;
+        b = bkv / p.Hkv;
+        group = p.H / p.Hkv;
+        L = p.length(b);
+        // Query i sees key j when j <= i + L - Tq: rows before key0 - L + Tq see none of these keys.
+        first_row = key0 >= L ? p.Tq : (p.causal ? max(0, key0 - L + p.Tq) : 0);
+    }
+};
+
+// A keys pass's tiles of its keys: k and v, zero past Tk.
+template <class Tiles, class E>
+__device__ void load_backward_keys(const BackwardParams<E>& a, const KeysBlock& block, E* k_tile, E* v_tile) {
+    const Problem& p = a.p;
+    const int key0 = block.key0;
+    const auto keep = [&](int r) { return key0 + r < p.Tk; };
+    load_tile<Tiles>(k_tile, a.k.row(block.b, 0, block.kv), a.k.token_stride, key0, p.D, p.vector_loads, keep);
+    load_tile<Tiles>(v_tile, a.v.row(block.b, 0, block.kv), a.v.token_stride, key0, p.D, p.vector_loads, keep);
+}
+
+// A keys pass's tiles of rows [row0, row0 + kBlock) of head h: q (zero past Tq), dout, lse and
+// delta (zero in rows that see no key).
+template <class Tiles, class E>
+__device__ void load_backward_rows(const BackwardParams<E>& a, const KeysBlock& block, int64_t h, int row0, E* q_tile,
+                                   E* dout_tile, float* lse_rows, float* delta_rows) {
+    const Problem& p = a.p;
+    const int64_t b = block.b;
+    const auto seeing = [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, block.L) > 0; };
+    load_tile<Tiles>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    load_tile<Tiles>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads, seeing);
+    for (int r = static_cast<int>(threadIdx.x); r < Tiles::kBlock; r += Tiles::kThreads) {
+        const int64_t n = (b * p.H + h) * p.Tq + row0 + r;
+        lse_rows[r] = seeing(r) ? a.lse[n] : 0.0f;
+        delta_rows[r] = seeing(r) ? a.delta[n] : 0.0f;
+    }
+}
+
 // Block: keys [key0, key0 + kBlock) of key/value head kv of sequence b; dk and dv of those
 // keys from every row that sees them: the group's heads in order, each one's query blocks in
 // order. Keys past the sequence's length get 0. kAtomicDq: also adds each row's ds k to dq_sum
@@ -834,32 +914,20 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThre
     float* delta_rows = cursor.take<float>(T::kBlock);
 
     const Problem& p = a.p;
-    const int key0 = static_cast<int>(blockIdx.x % key_blocks) * T::kBlock;
-    const int64_t bkv = blockIdx.x / key_blocks;
-    const int64_t kv = bkv % p.Hkv, b = bkv / p.Hkv;
-    const int group = p.H / p.Hkv;
-    const int L = p.length(b);
+    const KeysBlock block(p, key_blocks, T::kBlock);
+    const int64_t b = block.b, kv = block.kv;
+    const int key0 = block.key0, L = block.L;
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int my_row = warp * 16 + lane / 2;
 
-    load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
-    load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+    load_backward_keys<T>(a, block, k_tile, v_tile);
     zero_accumulators<T>(dk_acc);
     zero_accumulators<T>(dv_acc);
-    // Query i sees key j when j <= i + L - Tq: rows before key0 - L + Tq see none of these keys.
-    const int first_row = key0 >= L ? p.Tq : (p.causal ? max(0, key0 - L + p.Tq) : 0);
-    for (int g = 0; g < group; ++g) {
-        const int64_t h = kv * group + g;
-        for (int row0 = first_row / T::kBlock * T::kBlock; row0 < p.Tq; row0 += T::kBlock) {
+    for (int g = 0; g < block.group; ++g) {
+        const int64_t h = kv * block.group + g;
+        for (int row0 = block.first_row / T::kBlock * T::kBlock; row0 < p.Tq; row0 += T::kBlock) {
             __syncthreads();  // every warp is done with the previous rows
-            const auto seeing = [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, L) > 0; };
-            load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
-            load_tile<T>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads, seeing);
-            for (int r = static_cast<int>(threadIdx.x); r < T::kBlock; r += T::kThreads) {
-                const int64_t n = (b * p.H + h) * p.Tq + row0 + r;
-                lse_rows[r] = seeing(r) ? a.lse[n] : 0.0f;
-                delta_rows[r] = seeing(r) ? a.delta[n] : 0.0f;
-            }
+            load_backward_rows<T>(a, block, h, row0, q_tile, dout_tile, lse_rows, delta_rows);
             __syncthreads();
             const int i = row0 + my_row;
             const int row_visible = i < p.Tq ? p.visible(i, L) : 0;
@@ -927,26 +995,18 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
     float* delta_rows = cursor.take<float>(T::kBlock);
 
     const Problem& p = a.p;
-    const int key0 = static_cast<int>(blockIdx.x % key_blocks) * T::kBlock;
-    const int64_t bkv = blockIdx.x / key_blocks;
-    const int64_t kv = bkv % p.Hkv, b = bkv / p.Hkv;
-    const int group = p.H / p.Hkv;
-    const int L = p.length(b);
+    const KeysBlock block(p, key_blocks, T::kBlock);
+    const int64_t b = block.b, kv = block.kv;
+    const int key0 = block.key0, L = block.L;
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int g = lane / 4, t = lane % 4;
-    const int matrix = lane / 8, matrix_row = lane % 8;  // the ldmatrix.x4 row this lane names
     const int keys[2] = {key0 + warp * 16 + g, key0 + warp * 16 + g + 8};
 
-    load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
-    load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < p.Tk; });
+    load_backward_keys<T>(a, block, k_tile, v_tile);
     float dk[kDimTiles][4], dv[kDimTiles][4];
     for (int jd = 0; jd < kDimTiles; ++jd) {
         for (int i = 0; i < 4; ++i) dk[jd][i] = dv[jd][i] = 0.0f;
     }
-    // The warp's 16 keys as the A operand of k-step kk: rows +0 and +8 of columns +0, then +8.
-    const auto a_fragment = [&](uint32_t (&fragment)[4], const E* tile, int kk) {
-        ldmatrix_x4<false>(fragment, tile + (warp * 16 + matrix % 2 * 8 + matrix_row) * kLd + kk * 16 + matrix / 2 * 8);
-    };
     // Columns [r0, r0 + kRowsPerStep) of X^T = (the warp's keys of `a_tile`) (`b_tile` rows)^T.
     const auto transposed_scores = [&](float (&x)[kRowTiles][4], const E* a_tile, const E* b_tile, int r0) {
         for (int j = 0; j < kRowTiles; ++j) {
@@ -954,48 +1014,22 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
         }
         for (int kk = 0; kk < kSteps; kk += 2) {
             uint32_t a0[4], a1[4];
-            a_fragment(a0, a_tile, kk);
-            a_fragment(a1, a_tile, kk + 1);
+            load_a<kLd>(a0, a_tile, warp * 16, kk * 16);
+            load_a<kLd>(a1, a_tile, warp * 16, kk * 16 + 16);
             for (int j = 0; j < kRowTiles; ++j) {
-                uint32_t rb[4];  // rows r0 + 8 j.. of columns +0, +8, +16, +24: k-steps kk and kk + 1
-                ldmatrix_x4<false>(rb, b_tile + (r0 + j * 8 + matrix_row) * kLd + kk * 16 + matrix * 8);
+                uint32_t rb[4];
+                load_b_of_rows<kLd>(rb, b_tile, r0 + j * 8, kk * 16);
                 mma_m16n8k16<E>(x[j], a0, {rb[0], rb[1]});
                 mma_m16n8k16<E>(x[j], a1, {rb[2], rb[3]});
             }
         }
     };
-    // acc += X (the warp's 16 keys x kRowsPerStep rows, in registers) times rows [r0, ...) of `tile`.
-    const auto accumulate = [&](float (&acc)[kDimTiles][4], const float (&x)[kRowTiles][4], const E* tile, int r0) {
-        for (int kr = 0; kr < kRowTiles / 2; ++kr) {
-            const float* lo = x[2 * kr];
-            const float* hi = x[2 * kr + 1];
-            const uint32_t xa[4] = {pack_pair(from_float<E>(lo[0]), from_float<E>(lo[1])),
-                                    pack_pair(from_float<E>(lo[2]), from_float<E>(lo[3])),
-                                    pack_pair(from_float<E>(hi[0]), from_float<E>(hi[1])),
-                                    pack_pair(from_float<E>(hi[2]), from_float<E>(hi[3]))};
-            for (int jd = 0; jd < kDimTiles; jd += 2) {
-                uint32_t vb[4];  // transposed: rows +0 and +8 of columns jd*8.., then (jd+1)*8..
-                ldmatrix_x4<true>(vb, tile + (r0 + kr * 16 + matrix % 2 * 8 + matrix_row) * kLd + (jd + matrix / 2) * 8);
-                mma_m16n8k16<E>(acc[jd], xa, {vb[0], vb[1]});
-                mma_m16n8k16<E>(acc[jd + 1], xa, {vb[2], vb[3]});
-            }
-        }
-    };
 
-    // Query i sees key j when j <= i + L - Tq: rows before key0 - L + Tq see none of these keys.
-    const int first_row = key0 >= L ? p.Tq : (p.causal ? max(0, key0 - L + p.Tq) : 0);
-    for (int head = 0; head < group; ++head) {
-        const int64_t h = kv * group + head;
-        for (int row0 = first_row / T::kBlock * T::kBlock; row0 < p.Tq; row0 += T::kBlock) {
+    for (int head = 0; head < block.group; ++head) {
+        const int64_t h = kv * block.group + head;
+        for (int row0 = block.first_row / T::kBlock * T::kBlock; row0 < p.Tq; row0 += T::kBlock) {
             __syncthreads();  // every warp is done with the previous rows
-            const auto seeing = [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, L) > 0; };
-            load_tile<T>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
-            load_tile<T>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads, seeing);
-            for (int r = static_cast<int>(threadIdx.x); r < T::kBlock; r += T::kThreads) {
-                const int64_t n = (b * p.H + h) * p.Tq + row0 + r;
-                lse_rows[r] = seeing(r) ? a.lse[n] : 0.0f;
-                delta_rows[r] = seeing(r) ? a.delta[n] : 0.0f;
-            }
+            load_backward_rows<T>(a, block, h, row0, q_tile, dout_tile, lse_rows, delta_rows);
             __syncthreads();
             for (int r0 = 0; r0 < T::kBlock; r0 += T::kRowsPerStep) {
                 float pt[kRowTiles][4], dpt[kRowTiles][4];
@@ -1011,8 +1045,8 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
                         pt[j][i] = probability;
                     }
                 }
-                accumulate(dv, pt, dout_tile, r0);
-                accumulate(dk, dpt, q_tile, r0);
+                multiply_registers<kLd>(dv, pt, dout_tile, r0);
+                multiply_registers<kLd>(dk, dpt, q_tile, r0);
                 if constexpr (kAtomicDq) {
                     for (int j = 0; j < kRowTiles; ++j) {
                         for (int half = 0; half < 2; ++half) {
@@ -1025,8 +1059,7 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
             }
             if constexpr (kAtomicDq) {
                 __syncthreads();  // dS^T of every key is in ds_tile
-                // dq of rows row0 + warp*16.. += dS K, 16 columns at a time. A(row, key) = ds_tile[key][row]
-                // (transposed loads: keys +0 and +8 of rows +0, then of rows +8... in A's order).
+                // dq of rows row0 + warp*16.. += dS K, 16 columns at a time; A(row, key) = ds_tile[key][row].
                 const int rows[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
                 bool adds[2];
                 for (int r = 0; r < 2; ++r) adds[r] = rows[r] < p.Tq && p.visible(rows[r], L) > key0;
@@ -1034,8 +1067,8 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
                     float dq[2][4] = {};
                     for (int kk = 0; kk < T::kBlock / 16; ++kk) {
                         uint32_t da[4], kb[4];
-                        ldmatrix_x4<true>(da, ds_tile + (kk * 16 + matrix / 2 * 8 + matrix_row) * T::kLdDs + warp * 16 + matrix % 2 * 8);
-                        ldmatrix_x4<true>(kb, k_tile + (kk * 16 + matrix % 2 * 8 + matrix_row) * kLd + (jd + matrix / 2) * 8);
+                        load_a_transposed<T::kLdDs>(da, ds_tile, kk * 16, warp * 16);
+                        load_b_of_columns<kLd>(kb, k_tile, kk * 16, jd * 8);
                         mma_m16n8k16<E>(dq[0], da, {kb[0], kb[1]});
                         mma_m16n8k16<E>(dq[1], da, {kb[2], kb[3]});
                     }

@@ -9,10 +9,10 @@
 // need only __syncwarp; the block synchronizes where a tile is reloaded. Products of two tiles
 // run on tensor cores (WMMA, 16x16x16, f32 accumulation) for bf16/f16 elements and on the SIMT
 // units (explicit fmaf) for f32, where the managed model's fp32 training must keep f32 accuracy.
-// The bf16/f16 forward and backward keys pass with head dimensions up to 128 keep the scores in
-// registers instead (mma.sync fed by ldmatrix, the forward's tiles loaded by cp.async:
-// forward_registers_kernel, backward_keys_registers_kernel). The head dimension is padded to a tile of 64, 128 or 256
-// with zeros.
+// The bf16/f16 kernels with head dimensions up to 128 keep the scores in registers instead
+// (mma.sync fed by ldmatrix, tiles loaded by cp.async in the forward and the rows pass:
+// forward_registers_kernel, backward_keys_registers_kernel, backward_rows_registers_kernel).
+// The head dimension is padded to a tile of 64, 128 or 256 with zeros.
 //
 // Backward, deterministic without atomics: delta = rowsum(dout * out) first; then one pass per
 // key block computes dk and dv from every query row of the group that sees it (the G heads of a
@@ -335,14 +335,15 @@ __device__ void warp_product(const E* A, int lda, const E* B, int ldb, float* C,
 // Forward
 // ------------------------------------------------------------------------------------------
 
-// What a forward block works on: query rows [row0, row0 + block) of head h of sequence b (the
-// last row blocks, which see the most keys under causal masking, first), key/value head kv, the
-// sequence's length L and the keys [0, key_end) that any of its rows sees.
-struct ForwardBlock {
+// What a block of the forward or of the backward's rows pass works on: query rows
+// [row0, row0 + block) of head h of sequence b (the last row blocks, which see the most keys
+// under causal masking, first), key/value head kv, the sequence's length L and the keys
+// [0, key_end) that any of its rows sees.
+struct QueryBlock {
     int64_t b, h, kv;
     int row0, L, key_end;
 
-    __device__ ForwardBlock(const Problem& p, int row_blocks, int block) {
+    __device__ QueryBlock(const Problem& p, int row_blocks, int block) {
         const int row_block = row_blocks - 1 - static_cast<int>(blockIdx.x % row_blocks);
         const int64_t bh = blockIdx.x / row_blocks;
         h = bh % p.H;
@@ -354,7 +355,7 @@ struct ForwardBlock {
     }
 };
 
-// Block: a ForwardBlock of kBlock rows. Two lanes share a row: lane / 2 is the row within the
+// Block: a QueryBlock of kBlock rows. Two lanes share a row: lane / 2 is the row within the
 // warp's 16, lane % 2 takes every other column.
 template <class E, int kHeadDim>
 __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
@@ -370,7 +371,7 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
     float* acc = cursor.take<float>(T::kBlock * T::kLdAccumulators);
 
     const Problem& p = a.p;
-    const ForwardBlock block(p, row_blocks, T::kBlock);
+    const QueryBlock block(p, row_blocks, T::kBlock);
     const int64_t b = block.b, h = block.h, kv = block.kv;
     const int row0 = block.row0, L = block.L, key_end = block.key_end;
 
@@ -449,7 +450,9 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
 // barrier after the last read of the buffer's previous block, so the next k travels while the
 // block computes the softmax and P V, and the next v while it computes Q K^T.
 // Not yet measured on a GPU.
-template <int kHeadDim_>
+// kElementTiles: the [kBlock][kLdElements] tiles of a block (forward: q, k, v; the backward's
+// rows pass: q, dout, k, v).
+template <int kHeadDim_, int kElementTiles = 3>
 struct RegisterTiles {
     static constexpr int kHeadDim = kHeadDim_;
     static constexpr int kBlock = 64;  // query rows of a block, keys of a tile
@@ -458,7 +461,7 @@ struct RegisterTiles {
     // Rows padded by 8 elements: 16-byte pieces stay aligned, and the 8 rows an ldmatrix phase
     // reads start 4 banks apart, so it is free of bank conflicts.
     static constexpr int kLdElements = kHeadDim + 8;
-    static constexpr int64_t kSharedBytes = 3 * align_shared(int64_t{kBlock} * kLdElements * 2);
+    static constexpr int64_t kSharedBytes = kElementTiles * align_shared(int64_t{kBlock} * kLdElements * 2);
 
     static_assert(kHeadDim % 32 == 0 && kHeadDim <= 128,
                   "k-steps of Q K^T and 8-column tiles of P V go in pairs (one ldmatrix.x4 each); the accumulators fit in registers");
@@ -529,7 +532,29 @@ __device__ void multiply_registers(float (&acc)[kDimTiles][4], const float (&x)[
     }
 }
 
-// Block: a ForwardBlock of kBlock rows.
+// x = A B^T for a warp, over kHeadDim columns: A rows [a_row, a_row + 16) of `a_tile`, B rows
+// [b_row, b_row + 8 kTiles) of `b_tile`; x in the accumulator layout of kTiles 8-column tiles.
+// Both operands come from shared memory at every call (the backward's products, where holding
+// one operand's fragments would not leave room in registers for the accumulators).
+template <int kLd, int kHeadDim, class E, int kTiles>
+__device__ void warp_scores(float (&x)[kTiles][4], const E* a_tile, int a_row, const E* b_tile, int b_row) {
+    for (int j = 0; j < kTiles; ++j) {
+        for (int i = 0; i < 4; ++i) x[j][i] = 0.0f;
+    }
+    for (int kk = 0; kk < kHeadDim / 16; kk += 2) {
+        uint32_t a0[4], a1[4];
+        load_a<kLd>(a0, a_tile, a_row, kk * 16);
+        load_a<kLd>(a1, a_tile, a_row, kk * 16 + 16);
+        for (int j = 0; j < kTiles; ++j) {
+            uint32_t rb[4];
+            load_b_of_rows<kLd>(rb, b_tile, b_row + j * 8, kk * 16);
+            mma_m16n8k16<E>(x[j], a0, {rb[0], rb[1]});
+            mma_m16n8k16<E>(x[j], a1, {rb[2], rb[3]});
+        }
+    }
+}
+
+// Block: a QueryBlock of kBlock rows.
 template <class E, int kHeadDim>
 __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
     forward_registers_kernel(ForwardParams<E> a, int row_blocks) {
@@ -545,7 +570,7 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
     E* v_tile = cursor.take<E>(T::kBlock * kLd);
 
     const Problem& p = a.p;
-    const ForwardBlock block(p, row_blocks, T::kBlock);
+    const QueryBlock block(p, row_blocks, T::kBlock);
     const int64_t b = block.b, h = block.h, kv = block.kv;
     const int row0 = block.row0, L = block.L, key_end = block.key_end;
 
@@ -982,7 +1007,6 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
     using T = RegisterBackwardTiles<kHeadDim>;
     constexpr int kLd = T::kLdElements;
     constexpr int kDimTiles = kHeadDim / 8;
-    constexpr int kSteps = kHeadDim / 16;
     constexpr int kRowTiles = T::kRowsPerStep / 8;  // 8-row column tiles of S^T per step
     extern __shared__ __align__(128) unsigned char shared[];
     SharedCursor cursor(shared);
@@ -1007,24 +1031,6 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
     for (int jd = 0; jd < kDimTiles; ++jd) {
         for (int i = 0; i < 4; ++i) dk[jd][i] = dv[jd][i] = 0.0f;
     }
-    // Columns [r0, r0 + kRowsPerStep) of X^T = (the warp's keys of `a_tile`) (`b_tile` rows)^T.
-    const auto transposed_scores = [&](float (&x)[kRowTiles][4], const E* a_tile, const E* b_tile, int r0) {
-        for (int j = 0; j < kRowTiles; ++j) {
-            for (int i = 0; i < 4; ++i) x[j][i] = 0.0f;
-        }
-        for (int kk = 0; kk < kSteps; kk += 2) {
-            uint32_t a0[4], a1[4];
-            load_a<kLd>(a0, a_tile, warp * 16, kk * 16);
-            load_a<kLd>(a1, a_tile, warp * 16, kk * 16 + 16);
-            for (int j = 0; j < kRowTiles; ++j) {
-                uint32_t rb[4];
-                load_b_of_rows<kLd>(rb, b_tile, r0 + j * 8, kk * 16);
-                mma_m16n8k16<E>(x[j], a0, {rb[0], rb[1]});
-                mma_m16n8k16<E>(x[j], a1, {rb[2], rb[3]});
-            }
-        }
-    };
-
     for (int head = 0; head < block.group; ++head) {
         const int64_t h = kv * block.group + head;
         for (int row0 = block.first_row / T::kBlock * T::kBlock; row0 < p.Tq; row0 += T::kBlock) {
@@ -1033,8 +1039,8 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
             __syncthreads();
             for (int r0 = 0; r0 < T::kBlock; r0 += T::kRowsPerStep) {
                 float pt[kRowTiles][4], dpt[kRowTiles][4];
-                transposed_scores(pt, k_tile, q_tile, r0);
-                transposed_scores(dpt, v_tile, dout_tile, r0);
+                warp_scores<kLd, kHeadDim>(pt, k_tile, warp * 16, q_tile, r0);  // S^T of the warp's keys
+                warp_scores<kLd, kHeadDim>(dpt, v_tile, warp * 16, dout_tile, r0);
                 // Element i of tile j: key keys[i / 2], row row0 + r0 + 8 j + 2 t + i % 2.
                 for (int j = 0; j < kRowTiles; ++j) {
                     for (int i = 0; i < 4; ++i) {
@@ -1103,8 +1109,7 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
     }
 }
 
-// Block: query rows [row0, row0 + kBlock) of head h of sequence b (the last first); dq of those
-// rows from the key blocks they see, in order.
+// Block: a QueryBlock of kBlock rows; dq of those rows from the key blocks they see, in order.
 template <class E, int kHeadDim>
 __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThreads)
     backward_rows_kernel(BackwardParams<E> a, int row_blocks) {
@@ -1121,13 +1126,9 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThre
     float* dq_acc = cursor.take<float>(T::kBlock * T::kLdAccumulators);
 
     const Problem& p = a.p;
-    const int row_block = row_blocks - 1 - static_cast<int>(blockIdx.x % row_blocks);
-    const int64_t bh = blockIdx.x / row_blocks;
-    const int64_t h = bh % p.H, b = bh / p.H;
-    const int64_t kv = h / (p.H / p.Hkv);
-    const int row0 = row_block * T::kBlock;
-    const int L = p.length(b);
-    const int key_end = p.visible(min(row0 + T::kBlock, p.Tq) - 1, L);
+    const QueryBlock block(p, row_blocks, T::kBlock);
+    const int64_t b = block.b, h = block.h, kv = block.kv;
+    const int row0 = block.row0, L = block.L, key_end = block.key_end;
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int my_row = warp * 16 + lane / 2, half = lane % 2;
     const int i = row0 + my_row;
@@ -1158,6 +1159,98 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThre
     E* dq = a.dq.row(b, i, h);
     const float* dq_row = dq_acc + my_row * T::kLdAccumulators;
     for (int d = half; d < p.D; d += 2) dq[d] = from_float<E>(dq_row[d]);
+}
+
+// The rows pass on registers (bf16/f16, head dimensions up to 128): the block of
+// backward_rows_kernel, each warp owning 16 of its rows as in forward_registers_kernel. Per key
+// block a warp recomputes dP = dout V^T and S = Q K^T with mma.sync; dS, formed in their
+// accumulator layout, is the A operand of dq += dS K, and dq accumulates in registers.
+// k and v arrive by cp.async, one buffer each, in commit groups in this order: q, dout and the
+// first v; the first k; then the next v and k of each key block. dP comes first, so the next v
+// travels while the block computes S, dS and dS K, and the next k while it computes the next dP.
+// Not yet measured on a GPU.
+template <class E, int kHeadDim>
+__global__ void __launch_bounds__(RegisterTiles<kHeadDim, 4>::kThreads)
+    backward_rows_registers_kernel(BackwardParams<E> a, int row_blocks) {
+    using T = RegisterTiles<kHeadDim, 4>;
+    constexpr int kLd = T::kLdElements;
+    constexpr int kKeyTiles = T::kBlock / 8;  // 8-key column tiles of S
+    constexpr int kDimTiles = kHeadDim / 8;   // 8-column tiles of dq
+    extern __shared__ __align__(128) unsigned char shared[];
+    SharedCursor cursor(shared);
+    E* q_tile = cursor.take<E>(T::kBlock * kLd);
+    E* dout_tile = cursor.take<E>(T::kBlock * kLd);
+    E* k_tile = cursor.take<E>(T::kBlock * kLd);
+    E* v_tile = cursor.take<E>(T::kBlock * kLd);
+
+    const Problem& p = a.p;
+    const QueryBlock block(p, row_blocks, T::kBlock);
+    const int64_t b = block.b, h = block.h, kv = block.kv;
+    const int row0 = block.row0, L = block.L, key_end = block.key_end;
+    const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+    const int g = lane / 4, t = lane % 4;
+    const int rows[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
+    int row_visible[2];
+    float row_lse[2], row_delta[2];
+    for (int r = 0; r < 2; ++r) {
+        row_visible[r] = rows[r] < p.Tq ? p.visible(rows[r], L) : 0;
+        const int64_t n = (b * p.H + h) * p.Tq + rows[r];
+        row_lse[r] = row_visible[r] > 0 ? a.lse[n] : 0.0f;
+        row_delta[r] = row_visible[r] > 0 ? a.delta[n] : 0.0f;
+    }
+
+    // As in the forward: dS K must not multiply a zero dS by a key no row sees.
+    const auto load_keys = [&](E* tile, const Heads<const E>& heads, int key0) {
+        load_tile<T, true>(tile, heads.row(b, 0, kv), heads.token_stride, key0, p.D, p.vector_loads,
+                           [&](int r) { return key0 + r < key_end; });
+    };
+    load_tile<T, true>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    load_tile<T, true>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads,
+                       [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, L) > 0; });
+    load_keys(v_tile, a.v, 0);
+    cp_async_commit();
+    load_keys(k_tile, a.k, 0);
+    cp_async_commit();
+
+    float dq[kDimTiles][4];
+    for (int jd = 0; jd < kDimTiles; ++jd) {
+        for (int i = 0; i < 4; ++i) dq[jd][i] = 0.0f;
+    }
+    for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
+        const bool more = key0 + T::kBlock < key_end;
+        cp_async_wait<1>();  // this block's v (the first time also q and dout)
+        __syncthreads();
+        float ds[kKeyTiles][4], s[kKeyTiles][4];
+        warp_scores<kLd, kHeadDim>(ds, dout_tile, warp * 16, v_tile, 0);  // dP until dS replaces it
+        cp_async_wait<0>();  // this block's k
+        __syncthreads();     // and every warp has read v
+        if (more) load_keys(v_tile, a.v, key0 + T::kBlock);
+        cp_async_commit();
+        warp_scores<kLd, kHeadDim>(s, q_tile, warp * 16, k_tile, 0);
+        // Element i of tile j: row rows[i / 2], key key0 + 8 j + 2 t + i % 2.
+        for (int j = 0; j < kKeyTiles; ++j) {
+            for (int i = 0; i < 4; ++i) {
+                const bool seen = key0 + j * 8 + 2 * t + i % 2 < row_visible[i / 2];
+                const float probability = seen ? expf(s[j][i] * p.scale - row_lse[i / 2]) : 0.0f;
+                ds[j][i] = seen ? probability * (ds[j][i] - row_delta[i / 2]) * p.scale : 0.0f;
+            }
+        }
+        multiply_registers<kLd>(dq, ds, k_tile, 0);
+        __syncthreads();  // every warp has read k
+        if (more) load_keys(k_tile, a.k, key0 + T::kBlock);
+        cp_async_commit();
+    }
+    cp_async_wait<0>();  // no copy may land after the block has left (rows that see no key skip the loop)
+
+    for (int r = 0; r < 2; ++r) {
+        if (rows[r] >= p.Tq) continue;
+        E* dq_row = a.dq.row(b, rows[r], h);
+        for (int jd = 0; jd < kDimTiles; ++jd) {
+            const int d = jd * 8 + 2 * t;
+            if (d < p.D) dq_row[d] = from_float<E>(dq[jd][2 * r]);
+            if (d + 1 < p.D) dq_row[d + 1] = from_float<E>(dq[jd][2 * r + 1]);
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1287,6 +1380,23 @@ void backward_keys(const Queue& queue, const BackwardParams<E>& params) {
     }
 }
 
+// The rows pass (deterministic dq): on registers for 16-bit elements with head dimensions up to 128.
+template <class E, int kHeadDim>
+void backward_rows(const Queue& queue, const BackwardParams<E>& params) {
+    const Problem& p = params.p;
+    if constexpr (ElementTraits<E>::kTensorCores && kHeadDim <= 128) {
+        using T = RegisterTiles<kHeadDim, 4>;
+        const int64_t row_blocks = ceil_div(p.Tq, T::kBlock);
+        launch(queue, backward_rows_registers_kernel<E, kHeadDim>, T::kThreads, T::kSharedBytes, row_blocks * p.H * p.B,
+               params, static_cast<int>(row_blocks), "attention backward kernel (dq, registers)");
+    } else {
+        using T = Tiles<E, kHeadDim, Pass::backward_rows>;
+        const int64_t row_blocks = ceil_div(p.Tq, T::kBlock);
+        launch(queue, backward_rows_kernel<E, kHeadDim>, T::kThreads, T::kSharedBytes, row_blocks * p.H * p.B, params,
+               static_cast<int>(row_blocks), "attention backward kernel (dq)");
+    }
+}
+
 template <class E, int kHeadDim>
 void backward_with(const Queue& queue, const BackwardParams<E>& params) {
     const Problem& p = params.p;
@@ -1299,10 +1409,7 @@ void backward_with(const Queue& queue, const BackwardParams<E>& params) {
         return;
     }
     backward_keys<E, kHeadDim, false>(queue, params);
-    using Rows = Tiles<E, kHeadDim, Pass::backward_rows>;
-    const int64_t row_blocks = ceil_div(p.Tq, Rows::kBlock);
-    launch(queue, backward_rows_kernel<E, kHeadDim>, Rows::kThreads, Rows::kSharedBytes, row_blocks * p.H * p.B, params,
-           static_cast<int>(row_blocks), "attention backward kernel (dq)");
+    backward_rows<E, kHeadDim>(queue, params);
 }
 
 // The head dimension tile: 64, 128 or 256.

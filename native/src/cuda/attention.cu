@@ -235,18 +235,18 @@ private:
     unsigned char* next_;
 };
 
-// Loads rows [first, first + kBlock) of a head into a tile, D columns of kHeadDim; rows where
+// Loads rows [first, first + kRows) of a head into a tile, D columns of kHeadDim; rows where
 // keep(r) is false and the padding columns are zero. vector: see Problem::vector_loads (the
 // 16-bit tiles' rows, kLdElements * 2 bytes, keep the alignment in shared memory). kAsynchronous:
 // the 16-byte pieces of a vector load go by cp.async into the caller's next commit group (the
 // caller waits for it); other elements are stored at once.
-template <class Tiles, bool kAsynchronous = false, class E, class Keep>
+template <class Tiles, bool kAsynchronous = false, int kRows = Tiles::kBlock, class E, class Keep>
 __device__ void load_tile(E* tile, const E* head_row0, int64_t token_stride, int first, int D, bool vector, Keep keep) {
     if constexpr (ElementTraits<E>::kTensorCores) {
         static_assert(Tiles::kLdElements * sizeof(E) % 16 == 0 && Tiles::kHeadDim % 8 == 0, "16-byte pieces");
         if (vector) {
             constexpr int kPieces = Tiles::kHeadDim / 8;  // of 8 elements per row
-            for (int index = static_cast<int>(threadIdx.x); index < Tiles::kBlock * kPieces; index += Tiles::kThreads) {
+            for (int index = static_cast<int>(threadIdx.x); index < kRows * kPieces; index += Tiles::kThreads) {
                 const int r = index / kPieces;
                 const int d = index % kPieces * 8;
                 E* destination = tile + r * Tiles::kLdElements + d;
@@ -261,7 +261,7 @@ __device__ void load_tile(E* tile, const E* head_row0, int64_t token_stride, int
             return;
         }
     }
-    constexpr int kCount = Tiles::kBlock * Tiles::kHeadDim;
+    constexpr int kCount = kRows * Tiles::kHeadDim;
     for (int index = static_cast<int>(threadIdx.x); index < kCount; index += Tiles::kThreads) {
         const int r = index / Tiles::kHeadDim;
         const int d = index % Tiles::kHeadDim;
@@ -437,36 +437,55 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
 // ------------------------------------------------------------------------------------------
 
 // FlashAttention-2's forward with the scores, probabilities and output accumulator in registers:
-// each warp owns 16 query rows and multiplies with mma.sync m16n8k16 (ptx.cuh), whose
-// accumulator layout for S = Q K^T is, two 8-key tiles at a time, its operand layout for P in
-// P V, so P never passes through shared memory (the WMMA kernel above stores S and P there,
+// each warp owns 16 kWarpRowTiles query rows and multiplies with mma.sync m16n8k16 (ptx.cuh),
+// whose accumulator layout for S = Q K^T is, two 8-key tiles at a time, its operand layout for P
+// in P V, so P never passes through shared memory (the WMMA kernel above stores S and P there,
 // since WMMA leaves its fragment layout unspecified). Shared memory holds the q, k and v tiles;
 // ldmatrix moves their fragments into registers (v's transposed, as P V needs v by columns).
-// Lane 4 g + t holds rows g and g + 8 of its warp's 16, and columns 2t, 2t + 1 of each 8-column
-// tile.
+// In 16-row tile m of a warp, lane 4 g + t holds rows g and g + 8, and columns 2t, 2t + 1 of
+// each 8-column tile.
 //
 // The tiles arrive by cp.async, one buffer each, in commit groups in this order: q and the
 // first k, the first v, then the next k and v for each key block. A load starts as soon as the
 // barrier after the last read of the buffer's previous block, so the next k travels while the
 // block computes the softmax and P V, and the next v while it computes Q K^T.
-// Not yet measured on a GPU.
-// kElementTiles: the [kBlock][kLdElements] tiles of a block (forward: q, k, v; the backward's
-// rows pass: q, dout, k, v).
-template <int kHeadDim_, int kElementTiles = 3>
+//
+// Why 32 rows per warp in the forward: each ldmatrix of k or v (512 bytes) feeds two mma.sync
+// per 16-row tile, 8 KFLOP at 16 rows. An H100 SM reads 128 bytes of shared memory per clock,
+// while its mma.sync rate is about 2.5 KFLOP per clock, which needs about 20 FLOP per byte of
+// fragment traffic: 16 rows per warp give 16, 32 rows give 32 on P V (and about 21 on Q K^T,
+// where q's fragments are reloaded per key block to leave registers for the accumulators).
+// FlashAttention-2 makes the same choice (128-row blocks of 4 warps at D = 128). A derivation,
+// not yet a measurement. The price is registers: ptxas (11.8, sm_90) reports 255 with 68 bytes
+// of spill stores at D = 128 (also with 32-key tiles: 254 and 32 bytes), 250 and none at D = 64.
+//
+// kWarpRowTiles: 16-row query tiles per warp; kQueryTensors: the [kRows][kLdElements] tiles of
+// query rows a block holds beside k and v (forward: q; the backward's rows pass: q and dout).
+template <int kHeadDim_, int kWarpRowTiles_, int kQueryTensors>
 struct RegisterTiles {
     static constexpr int kHeadDim = kHeadDim_;
-    static constexpr int kBlock = 64;  // query rows of a block, keys of a tile
-    static constexpr int kWarps = kBlock / 16;
+    static constexpr int kWarpRowTiles = kWarpRowTiles_;
+    static constexpr int kWarps = 4;
     static constexpr int kThreads = kWarps * kWarpSize;
+    static constexpr int kRows = kWarps * 16 * kWarpRowTiles;  // query rows of a block
+    static constexpr int kKeys = 64;                           // keys of a k or v tile
     // Rows padded by 8 elements: 16-byte pieces stay aligned, and the 8 rows an ldmatrix phase
     // reads start 4 banks apart, so it is free of bank conflicts.
     static constexpr int kLdElements = kHeadDim + 8;
-    static constexpr int64_t kSharedBytes = kElementTiles * align_shared(int64_t{kBlock} * kLdElements * 2);
+    static constexpr int64_t kSharedBytes =
+        kQueryTensors * align_shared(int64_t{kRows} * kLdElements * 2) + 2 * align_shared(int64_t{kKeys} * kLdElements * 2);
 
     static_assert(kHeadDim % 32 == 0 && kHeadDim <= 128,
                   "k-steps of Q K^T and 8-column tiles of P V go in pairs (one ldmatrix.x4 each); the accumulators fit in registers");
+    static_assert(kWarpRowTiles == 1 || kWarpRowTiles == 2, "the accumulators of at most 32 rows fit in a warp's registers");
     static_assert(kSharedBytes <= kSharedBudget, "the tiles of a block must fit the shared memory budget");
 };
+
+template <int kHeadDim>
+using ForwardRegisterTiles = RegisterTiles<kHeadDim, 2, 1>;
+// The rows pass holds dq, dP and dS of its rows: 16 per warp.
+template <int kHeadDim>
+using RowsRegisterTiles = RegisterTiles<kHeadDim, 1, 2>;
 
 template <class E>
 __device__ inline uint32_t pack_pair(E low, E high) {
@@ -510,82 +529,119 @@ __device__ void load_b_of_columns(uint32_t (&b)[4], const E* tile, int row, int 
     ldmatrix_x4<true>(b, tile + (row + matrix % 2 * 8 + lane % 8) * kLd + column + matrix / 2 * 8);
 }
 
-// acc += X B for the warp's 16 rows: X [16, 8 kTiles] in registers, in the accumulator layout of
-// kTiles 8-column tiles, which two tiles at a time is mma.sync's A layout; B rows
-// [row, row + 8 kTiles) of `tile`, kDimTiles 8-column tiles.
-template <int kLd, class E, int kTiles, int kDimTiles>
-__device__ void multiply_registers(float (&acc)[kDimTiles][4], const float (&x)[kTiles][4], const E* tile, int row) {
+// Register products of a warp over kM 16-row tiles (rows +0, +16, ...): each B fragment is
+// loaded once and used by every row tile. Accumulators and results are in mma.sync's C layout,
+// kTiles 8-column tiles per row tile.
+
+// acc += X B: X [16 kM, 8 kTiles] in registers (two 8-column tiles of the C layout are one A
+// operand); B rows [row, row + 8 kTiles) of `tile`, kDimTiles 8-column tiles.
+template <int kLd, class E, int kM, int kTiles, int kDimTiles>
+__device__ void multiply_registers(float (&acc)[kM][kDimTiles][4], const float (&x)[kM][kTiles][4], const E* tile, int row) {
     static_assert(kTiles % 2 == 0 && kDimTiles % 2 == 0, "whole 16-wide k-steps and pairs of column tiles");
     for (int kk = 0; kk < kTiles / 2; ++kk) {
-        const float* lo = x[2 * kk];
-        const float* hi = x[2 * kk + 1];
-        const uint32_t xa[4] = {pack_pair(from_float<E>(lo[0]), from_float<E>(lo[1])),
-                                pack_pair(from_float<E>(lo[2]), from_float<E>(lo[3])),
-                                pack_pair(from_float<E>(hi[0]), from_float<E>(hi[1])),
-                                pack_pair(from_float<E>(hi[2]), from_float<E>(hi[3]))};
+        uint32_t xa[kM][4];
+        #pragma unroll
+        for (int m = 0; m < kM; ++m) {
+            const float* lo = x[m][2 * kk];
+            const float* hi = x[m][2 * kk + 1];
+            xa[m][0] = pack_pair(from_float<E>(lo[0]), from_float<E>(lo[1]));
+            xa[m][1] = pack_pair(from_float<E>(lo[2]), from_float<E>(lo[3]));
+            xa[m][2] = pack_pair(from_float<E>(hi[0]), from_float<E>(hi[1]));
+            xa[m][3] = pack_pair(from_float<E>(hi[2]), from_float<E>(hi[3]));
+        }
         for (int jd = 0; jd < kDimTiles; jd += 2) {
             uint32_t b[4];
             load_b_of_columns<kLd>(b, tile, row + kk * 16, jd * 8);
-            mma_m16n8k16<E>(acc[jd], xa, {b[0], b[1]});
-            mma_m16n8k16<E>(acc[jd + 1], xa, {b[2], b[3]});
+            #pragma unroll
+            for (int m = 0; m < kM; ++m) {
+                mma_m16n8k16<E>(acc[m][jd], xa[m], {b[0], b[1]});
+                mma_m16n8k16<E>(acc[m][jd + 1], xa[m], {b[2], b[3]});
+            }
         }
     }
 }
 
-// x = A B^T for a warp, over kHeadDim columns: A rows [a_row, a_row + 16) of `a_tile`, B rows
-// [b_row, b_row + 8 kTiles) of `b_tile`; x in the accumulator layout of kTiles 8-column tiles.
-// Both operands come from shared memory at every call (the backward's products, where holding
-// one operand's fragments would not leave room in registers for the accumulators).
-template <int kLd, int kHeadDim, class E, int kTiles>
-__device__ void warp_scores(float (&x)[kTiles][4], const E* a_tile, int a_row, const E* b_tile, int b_row) {
-    for (int j = 0; j < kTiles; ++j) {
-        for (int i = 0; i < 4; ++i) x[j][i] = 0.0f;
+// x = A B^T over kHeadDim columns: A rows [a_row, a_row + 16 kM) of `a_tile`, B rows
+// [b_row, b_row + 8 kTiles) of `b_tile`. Both operands come from shared memory at every call.
+template <int kLd, int kHeadDim, class E, int kM, int kTiles>
+__device__ void warp_scores(float (&x)[kM][kTiles][4], const E* a_tile, int a_row, const E* b_tile, int b_row) {
+    #pragma unroll
+    for (int m = 0; m < kM; ++m) {
+        for (int j = 0; j < kTiles; ++j) {
+            for (int i = 0; i < 4; ++i) x[m][j][i] = 0.0f;
+        }
     }
     for (int kk = 0; kk < kHeadDim / 16; kk += 2) {
-        uint32_t a0[4], a1[4];
-        load_a<kLd>(a0, a_tile, a_row, kk * 16);
-        load_a<kLd>(a1, a_tile, a_row, kk * 16 + 16);
+        uint32_t a0[kM][4], a1[kM][4];
+        #pragma unroll
+        for (int m = 0; m < kM; ++m) {
+            load_a<kLd>(a0[m], a_tile, a_row + m * 16, kk * 16);
+            load_a<kLd>(a1[m], a_tile, a_row + m * 16, kk * 16 + 16);
+        }
         for (int j = 0; j < kTiles; ++j) {
             uint32_t rb[4];
             load_b_of_rows<kLd>(rb, b_tile, b_row + j * 8, kk * 16);
-            mma_m16n8k16<E>(x[j], a0, {rb[0], rb[1]});
-            mma_m16n8k16<E>(x[j], a1, {rb[2], rb[3]});
+            #pragma unroll
+            for (int m = 0; m < kM; ++m) {
+                mma_m16n8k16<E>(x[m][j], a0[m], {rb[0], rb[1]});
+                mma_m16n8k16<E>(x[m][j], a1[m], {rb[2], rb[3]});
+            }
         }
     }
 }
 
-// Block: a QueryBlock of kBlock rows.
+// The same for one row tile.
+template <int kLd, class E, int kTiles, int kDimTiles>
+__device__ void multiply_registers(float (&acc)[kDimTiles][4], const float (&x)[kTiles][4], const E* tile, int row) {
+    multiply_registers<kLd>(reinterpret_cast<float (&)[1][kDimTiles][4]>(acc), reinterpret_cast<const float (&)[1][kTiles][4]>(x),
+                            tile, row);
+}
+
+template <int kLd, int kHeadDim, class E, int kTiles>
+__device__ void warp_scores(float (&x)[kTiles][4], const E* a_tile, int a_row, const E* b_tile, int b_row) {
+    warp_scores<kLd, kHeadDim>(reinterpret_cast<float (&)[1][kTiles][4]>(x), a_tile, a_row, b_tile, b_row);
+}
+
+// Block: a QueryBlock of kRows rows.
 template <class E, int kHeadDim>
-__global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
+__global__ void __launch_bounds__(ForwardRegisterTiles<kHeadDim>::kThreads)
     forward_registers_kernel(ForwardParams<E> a, int row_blocks) {
-    using T = RegisterTiles<kHeadDim>;
+    using T = ForwardRegisterTiles<kHeadDim>;
     constexpr int kLd = T::kLdElements;
-    constexpr int kKeyTiles = T::kBlock / 8;  // 8-key column tiles of S
-    constexpr int kDimTiles = kHeadDim / 8;   // 8-column tiles of the output
-    constexpr int kSteps = kHeadDim / 16;     // k-steps of Q K^T
+    constexpr int kM = T::kWarpRowTiles;
+    constexpr int kKeyTiles = T::kKeys / 8;  // 8-key column tiles of S
+    constexpr int kDimTiles = kHeadDim / 8;  // 8-column tiles of the output
     extern __shared__ __align__(128) unsigned char shared[];
     SharedCursor cursor(shared);
-    E* q_tile = cursor.take<E>(T::kBlock * kLd);
-    E* k_tile = cursor.take<E>(T::kBlock * kLd);
-    E* v_tile = cursor.take<E>(T::kBlock * kLd);
+    E* q_tile = cursor.take<E>(T::kRows * kLd);
+    E* k_tile = cursor.take<E>(T::kKeys * kLd);
+    E* v_tile = cursor.take<E>(T::kKeys * kLd);
 
     const Problem& p = a.p;
-    const QueryBlock block(p, row_blocks, T::kBlock);
+    const QueryBlock block(p, row_blocks, T::kRows);
     const int64_t b = block.b, h = block.h, kv = block.kv;
     const int row0 = block.row0, L = block.L, key_end = block.key_end;
 
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int g = lane / 4, t = lane % 4;
-    const int rows[2] = {warp * 16 + g, warp * 16 + g + 8};  // within the block
-    int row_visible[2];
-    for (int r = 0; r < 2; ++r) row_visible[r] = row0 + rows[r] < p.Tq ? p.visible(row0 + rows[r], L) : 0;
+    const int warp_row0 = warp * 16 * kM;  // within the block
+    // rows[m][r]: the query of row g + 8 r of the warp's tile m.
+    int rows[kM][2], row_visible[kM][2];
+    #pragma unroll
+    for (int m = 0; m < kM; ++m) {
+        for (int r = 0; r < 2; ++r) {
+            rows[m][r] = row0 + warp_row0 + m * 16 + g + r * 8;
+            row_visible[m][r] = rows[m][r] < p.Tq ? p.visible(rows[m][r], L) : 0;
+        }
+    }
 
     // Keys no row of the block sees load as zeros (see forward_kernel).
     const auto load_keys = [&](E* tile, const Heads<const E>& heads, int key0) {
-        load_tile<T, true>(tile, heads.row(b, 0, kv), heads.token_stride, key0, p.D, p.vector_loads,
-                           [&](int r) { return key0 + r < key_end; });
+        load_tile<T, true, T::kKeys>(tile, heads.row(b, 0, kv), heads.token_stride, key0, p.D, p.vector_loads,
+                                     [&](int r) { return key0 + r < key_end; });
     };
-    load_tile<T, true>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    load_tile<T, true, T::kRows>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads,
+                                 [&](int r) { return row0 + r < p.Tq; });
     load_keys(k_tile, a.k, 0);
     cp_async_commit();
     load_keys(v_tile, a.v, 0);
@@ -593,85 +649,87 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim>::kThreads)
     cp_async_wait<1>();  // q and the first k
     __syncthreads();
 
-    uint32_t q[kSteps][4];
-    for (int kk = 0; kk < kSteps; ++kk) load_a<kLd>(q[kk], q_tile, warp * 16, kk * 16);
-
-    float acc[kDimTiles][4];
-    for (int jd = 0; jd < kDimTiles; ++jd) {
-        for (int i = 0; i < 4; ++i) acc[jd][i] = 0.0f;
-    }
-    float max[2] = {kMinusInfinity, kMinusInfinity}, sum[2] = {0.0f, 0.0f};  // of rows g and g + 8
-    for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
-        const bool more = key0 + T::kBlock < key_end;
-        float s[kKeyTiles][4];
-        for (int j = 0; j < kKeyTiles; ++j) {
-            for (int i = 0; i < 4; ++i) s[j][i] = 0.0f;
-            for (int kk = 0; kk < kSteps; kk += 2) {
-                uint32_t kb[4];
-                load_b_of_rows<kLd>(kb, k_tile, j * 8, kk * 16);
-                mma_m16n8k16<E>(s[j], q[kk], {kb[0], kb[1]});
-                mma_m16n8k16<E>(s[j], q[kk + 1], {kb[2], kb[3]});
-            }
+    float acc[kM][kDimTiles][4];
+    float max[kM][2], sum[kM][2];  // of rows[m][r]
+    #pragma unroll
+    for (int m = 0; m < kM; ++m) {
+        for (int jd = 0; jd < kDimTiles; ++jd) {
+            for (int i = 0; i < 4; ++i) acc[m][jd][i] = 0.0f;
         }
+        for (int r = 0; r < 2; ++r) {
+            max[m][r] = kMinusInfinity;
+            sum[m][r] = 0.0f;
+        }
+    }
+    for (int key0 = 0; key0 < key_end; key0 += T::kKeys) {
+        const bool more = key0 + T::kKeys < key_end;
+        float s[kM][kKeyTiles][4];
+        warp_scores<kLd, kHeadDim>(s, q_tile, warp_row0, k_tile, 0);
         __syncthreads();  // every warp has read k
-        if (more) load_keys(k_tile, a.k, key0 + T::kBlock);
+        if (more) load_keys(k_tile, a.k, key0 + T::kKeys);
         cp_async_commit();
 
-        // Element i of tile j: row rows[i / 2], key key0 + 8 j + 2 t + i % 2.
-        float block_max[2] = {kMinusInfinity, kMinusInfinity};
-        for (int j = 0; j < kKeyTiles; ++j) {
-            for (int i = 0; i < 4; ++i) {
-                const int key = key0 + j * 8 + 2 * t + i % 2;
-                s[j][i] = key < row_visible[i / 2] ? s[j][i] * p.scale : kMinusInfinity;
-                block_max[i / 2] = fmaxf(block_max[i / 2], s[j][i]);
+        #pragma unroll
+        for (int m = 0; m < kM; ++m) {
+            // Element i of tile j: row rows[m][i / 2], key key0 + 8 j + 2 t + i % 2.
+            float block_max[2] = {kMinusInfinity, kMinusInfinity};
+            for (int j = 0; j < kKeyTiles; ++j) {
+                for (int i = 0; i < 4; ++i) {
+                    const int key = key0 + j * 8 + 2 * t + i % 2;
+                    s[m][j][i] = key < row_visible[m][i / 2] ? s[m][j][i] * p.scale : kMinusInfinity;
+                    block_max[i / 2] = fmaxf(block_max[i / 2], s[m][j][i]);
+                }
             }
-        }
-        float new_max[2], alpha[2], block_sum[2] = {0.0f, 0.0f};
-        for (int r = 0; r < 2; ++r) {
-            // The four lanes of a row (4 g .. 4 g + 3) hold its columns.
-            block_max[r] = fmaxf(block_max[r], __shfl_xor_sync(kFullMask, block_max[r], 1));
-            block_max[r] = fmaxf(block_max[r], __shfl_xor_sync(kFullMask, block_max[r], 2));
-            new_max[r] = fmaxf(max[r], block_max[r]);
-            alpha[r] = new_max[r] == kMinusInfinity ? 1.0f : expf(max[r] - new_max[r]);
-        }
-        for (int j = 0; j < kKeyTiles; ++j) {
-            for (int i = 0; i < 4; ++i) {
-                const float probability = s[j][i] == kMinusInfinity ? 0.0f : expf(s[j][i] - new_max[i / 2]);
-                s[j][i] = probability;
-                block_sum[i / 2] += probability;
+            float new_max[2], alpha[2], block_sum[2] = {0.0f, 0.0f};
+            for (int r = 0; r < 2; ++r) {
+                // The four lanes of a row (4 g .. 4 g + 3) hold its columns.
+                block_max[r] = fmaxf(block_max[r], __shfl_xor_sync(kFullMask, block_max[r], 1));
+                block_max[r] = fmaxf(block_max[r], __shfl_xor_sync(kFullMask, block_max[r], 2));
+                new_max[r] = fmaxf(max[m][r], block_max[r]);
+                alpha[r] = new_max[r] == kMinusInfinity ? 1.0f : expf(max[m][r] - new_max[r]);
             }
-        }
-        for (int r = 0; r < 2; ++r) {
-            block_sum[r] += __shfl_xor_sync(kFullMask, block_sum[r], 1);
-            block_sum[r] += __shfl_xor_sync(kFullMask, block_sum[r], 2);
-            sum[r] = fmaf(sum[r], alpha[r], block_sum[r]);
-            max[r] = new_max[r];
-        }
-        for (int jd = 0; jd < kDimTiles; ++jd) {
-            for (int i = 0; i < 4; ++i) acc[jd][i] *= alpha[i / 2];
+            for (int j = 0; j < kKeyTiles; ++j) {
+                for (int i = 0; i < 4; ++i) {
+                    const float probability = s[m][j][i] == kMinusInfinity ? 0.0f : expf(s[m][j][i] - new_max[i / 2]);
+                    s[m][j][i] = probability;
+                    block_sum[i / 2] += probability;
+                }
+            }
+            for (int r = 0; r < 2; ++r) {
+                block_sum[r] += __shfl_xor_sync(kFullMask, block_sum[r], 1);
+                block_sum[r] += __shfl_xor_sync(kFullMask, block_sum[r], 2);
+                sum[m][r] = fmaf(sum[m][r], alpha[r], block_sum[r]);
+                max[m][r] = new_max[r];
+            }
+            for (int jd = 0; jd < kDimTiles; ++jd) {
+                for (int i = 0; i < 4; ++i) acc[m][jd][i] *= alpha[i / 2];
+            }
         }
 
         cp_async_wait<1>();  // this block's v (the next k may still travel)
         __syncthreads();
         multiply_registers<kLd>(acc, s, v_tile, 0);  // P V, P being s
         __syncthreads();  // every warp has read v
-        if (more) load_keys(v_tile, a.v, key0 + T::kBlock);
+        if (more) load_keys(v_tile, a.v, key0 + T::kKeys);
         cp_async_commit();
         cp_async_wait<1>();  // the next k
         __syncthreads();
     }
 
-    for (int r = 0; r < 2; ++r) {
-        const int i = row0 + rows[r];
-        if (i >= p.Tq) continue;
-        E* out = a.out.row(b, i, h);
-        const float inverse = sum[r] > 0.0f ? 1.0f / sum[r] : 0.0f;
-        for (int jd = 0; jd < kDimTiles; ++jd) {
-            const int d = jd * 8 + 2 * t;
-            if (d < p.D) out[d] = from_float<E>(acc[jd][2 * r] * inverse);
-            if (d + 1 < p.D) out[d + 1] = from_float<E>(acc[jd][2 * r + 1] * inverse);
+    #pragma unroll
+    for (int m = 0; m < kM; ++m) {
+        for (int r = 0; r < 2; ++r) {
+            const int i = rows[m][r];
+            if (i >= p.Tq) continue;
+            E* out = a.out.row(b, i, h);
+            const float inverse = sum[m][r] > 0.0f ? 1.0f / sum[m][r] : 0.0f;
+            for (int jd = 0; jd < kDimTiles; ++jd) {
+                const int d = jd * 8 + 2 * t;
+                if (d < p.D) out[d] = from_float<E>(acc[m][jd][2 * r] * inverse);
+                if (d + 1 < p.D) out[d + 1] = from_float<E>(acc[m][jd][2 * r + 1] * inverse);
+            }
+            if (a.lse && t == 0) a.lse[(b * p.H + h) * p.Tq + i] = sum[m][r] > 0.0f ? max[m][r] + logf(sum[m][r]) : kMinusInfinity;
         }
-        if (a.lse && t == 0) a.lse[(b * p.H + h) * p.Tq + i] = sum[r] > 0.0f ? max[r] + logf(sum[r]) : kMinusInfinity;
     }
 }
 
@@ -1170,21 +1228,21 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThre
 // travels while the block computes S, dS and dS K, and the next k while it computes the next dP.
 // Not yet measured on a GPU.
 template <class E, int kHeadDim>
-__global__ void __launch_bounds__(RegisterTiles<kHeadDim, 4>::kThreads)
+__global__ void __launch_bounds__(RowsRegisterTiles<kHeadDim>::kThreads)
     backward_rows_registers_kernel(BackwardParams<E> a, int row_blocks) {
-    using T = RegisterTiles<kHeadDim, 4>;
+    using T = RowsRegisterTiles<kHeadDim>;
     constexpr int kLd = T::kLdElements;
-    constexpr int kKeyTiles = T::kBlock / 8;  // 8-key column tiles of S
+    constexpr int kKeyTiles = T::kKeys / 8;  // 8-key column tiles of S
     constexpr int kDimTiles = kHeadDim / 8;   // 8-column tiles of dq
     extern __shared__ __align__(128) unsigned char shared[];
     SharedCursor cursor(shared);
-    E* q_tile = cursor.take<E>(T::kBlock * kLd);
-    E* dout_tile = cursor.take<E>(T::kBlock * kLd);
-    E* k_tile = cursor.take<E>(T::kBlock * kLd);
-    E* v_tile = cursor.take<E>(T::kBlock * kLd);
+    E* q_tile = cursor.take<E>(T::kRows * kLd);
+    E* dout_tile = cursor.take<E>(T::kRows * kLd);
+    E* k_tile = cursor.take<E>(T::kKeys * kLd);
+    E* v_tile = cursor.take<E>(T::kKeys * kLd);
 
     const Problem& p = a.p;
-    const QueryBlock block(p, row_blocks, T::kBlock);
+    const QueryBlock block(p, row_blocks, T::kRows);
     const int64_t b = block.b, h = block.h, kv = block.kv;
     const int row0 = block.row0, L = block.L, key_end = block.key_end;
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
@@ -1201,11 +1259,11 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim, 4>::kThreads)
 
     // As in the forward: dS K must not multiply a zero dS by a key no row sees.
     const auto load_keys = [&](E* tile, const Heads<const E>& heads, int key0) {
-        load_tile<T, true>(tile, heads.row(b, 0, kv), heads.token_stride, key0, p.D, p.vector_loads,
+        load_tile<T, true, T::kKeys>(tile, heads.row(b, 0, kv), heads.token_stride, key0, p.D, p.vector_loads,
                            [&](int r) { return key0 + r < key_end; });
     };
-    load_tile<T, true>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
-    load_tile<T, true>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads,
+    load_tile<T, true, T::kRows>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
+    load_tile<T, true, T::kRows>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads,
                        [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, L) > 0; });
     load_keys(v_tile, a.v, 0);
     cp_async_commit();
@@ -1216,15 +1274,15 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim, 4>::kThreads)
     for (int jd = 0; jd < kDimTiles; ++jd) {
         for (int i = 0; i < 4; ++i) dq[jd][i] = 0.0f;
     }
-    for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
-        const bool more = key0 + T::kBlock < key_end;
+    for (int key0 = 0; key0 < key_end; key0 += T::kKeys) {
+        const bool more = key0 + T::kKeys < key_end;
         cp_async_wait<1>();  // this block's v (the first time also q and dout)
         __syncthreads();
         float ds[kKeyTiles][4], s[kKeyTiles][4];
         warp_scores<kLd, kHeadDim>(ds, dout_tile, warp * 16, v_tile, 0);  // dP until dS replaces it
         cp_async_wait<0>();  // this block's k
         __syncthreads();     // and every warp has read v
-        if (more) load_keys(v_tile, a.v, key0 + T::kBlock);
+        if (more) load_keys(v_tile, a.v, key0 + T::kKeys);
         cp_async_commit();
         warp_scores<kLd, kHeadDim>(s, q_tile, warp * 16, k_tile, 0);
         // Element i of tile j: row rows[i / 2], key key0 + 8 j + 2 t + i % 2.
@@ -1237,7 +1295,7 @@ __global__ void __launch_bounds__(RegisterTiles<kHeadDim, 4>::kThreads)
         }
         multiply_registers<kLd>(dq, ds, k_tile, 0);
         __syncthreads();  // every warp has read k
-        if (more) load_keys(k_tile, a.k, key0 + T::kBlock);
+        if (more) load_keys(k_tile, a.k, key0 + T::kKeys);
         cp_async_commit();
     }
     cp_async_wait<0>();  // no copy may land after the block has left (rows that see no key skip the loop)
@@ -1321,8 +1379,8 @@ void launch(const Queue& queue, void (*kernel)(Params, int), int threads, int64_
 template <class E, int kHeadDim>
 void forward_tiled(const Queue& queue, const ForwardParams<E>& params) {
     if constexpr (ElementTraits<E>::kTensorCores && kHeadDim <= 128) {
-        using T = RegisterTiles<kHeadDim>;
-        const int64_t row_blocks = ceil_div(params.p.Tq, T::kBlock);
+        using T = ForwardRegisterTiles<kHeadDim>;
+        const int64_t row_blocks = ceil_div(params.p.Tq, T::kRows);
         launch(queue, forward_registers_kernel<E, kHeadDim>, T::kThreads, T::kSharedBytes, row_blocks * params.p.H * params.p.B,
                params, static_cast<int>(row_blocks), "attention forward kernel (registers)");
     } else {
@@ -1385,8 +1443,8 @@ template <class E, int kHeadDim>
 void backward_rows(const Queue& queue, const BackwardParams<E>& params) {
     const Problem& p = params.p;
     if constexpr (ElementTraits<E>::kTensorCores && kHeadDim <= 128) {
-        using T = RegisterTiles<kHeadDim, 4>;
-        const int64_t row_blocks = ceil_div(p.Tq, T::kBlock);
+        using T = RowsRegisterTiles<kHeadDim>;
+        const int64_t row_blocks = ceil_div(p.Tq, T::kRows);
         launch(queue, backward_rows_registers_kernel<E, kHeadDim>, T::kThreads, T::kSharedBytes, row_blocks * p.H * p.B,
                params, static_cast<int>(row_blocks), "attention backward kernel (dq, registers)");
     } else {

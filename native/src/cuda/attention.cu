@@ -945,27 +945,28 @@ struct KeysBlock {
     }
 };
 
-// A keys pass's tiles of its keys: k and v, zero past Tk.
-template <class Tiles, class E>
+// A keys pass's tiles of its kKeys keys: k and v, zero past Tk.
+template <class Tiles, int kKeys = Tiles::kBlock, class E>
 __device__ void load_backward_keys(const BackwardParams<E>& a, const KeysBlock& block, E* k_tile, E* v_tile) {
     const Problem& p = a.p;
     const int key0 = block.key0;
     const auto keep = [&](int r) { return key0 + r < p.Tk; };
-    load_tile<Tiles>(k_tile, a.k.row(block.b, 0, block.kv), a.k.token_stride, key0, p.D, p.vector_loads, keep);
-    load_tile<Tiles>(v_tile, a.v.row(block.b, 0, block.kv), a.v.token_stride, key0, p.D, p.vector_loads, keep);
+    load_tile<Tiles, false, kKeys>(k_tile, a.k.row(block.b, 0, block.kv), a.k.token_stride, key0, p.D, p.vector_loads, keep);
+    load_tile<Tiles, false, kKeys>(v_tile, a.v.row(block.b, 0, block.kv), a.v.token_stride, key0, p.D, p.vector_loads, keep);
 }
 
-// A keys pass's tiles of rows [row0, row0 + kBlock) of head h: q (zero past Tq), dout, lse and
+// A keys pass's tiles of rows [row0, row0 + kRows) of head h: q (zero past Tq), dout, lse and
 // delta (zero in rows that see no key).
-template <class Tiles, class E>
+template <class Tiles, int kRows = Tiles::kBlock, class E>
 __device__ void load_backward_rows(const BackwardParams<E>& a, const KeysBlock& block, int64_t h, int row0, E* q_tile,
                                    E* dout_tile, float* lse_rows, float* delta_rows) {
     const Problem& p = a.p;
     const int64_t b = block.b;
     const auto seeing = [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, block.L) > 0; };
-    load_tile<Tiles>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
-    load_tile<Tiles>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads, seeing);
-    for (int r = static_cast<int>(threadIdx.x); r < Tiles::kBlock; r += Tiles::kThreads) {
+    load_tile<Tiles, false, kRows>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads,
+                                          [&](int r) { return row0 + r < p.Tq; });
+    load_tile<Tiles, false, kRows>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads, seeing);
+    for (int r = static_cast<int>(threadIdx.x); r < kRows; r += Tiles::kThreads) {
         const int64_t n = (b * p.H + h) * p.Tq + row0 + r;
         lse_rows[r] = seeing(r) ? a.lse[n] : 0.0f;
         delta_rows[r] = seeing(r) ? a.delta[n] : 0.0f;
@@ -1040,21 +1041,38 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThre
 // keys with mma.sync, so that P^T and dS^T are already in the A-operand layout of
 // dV += P^T dout and dK += dS^T Q (as P is for P V in the forward), and dK and dV accumulate in
 // registers. Rows go 32 at a time to bound the registers. kAtomicDq: dS^T also goes to shared
-// memory, where each warp takes 16 rows of dS K and adds them to dq_sum. Not yet measured on a GPU.
+// memory, where warp w adds dS K of rows 16 (w % 4) .. + 15, columns of its share, to dq_sum.
+//
+// Why 128 keys (8 warps) per block: the q and dout tiles of a row block are read once per key
+// block, from L2 at T = 4096 (every key block of a head reads them). At 64 keys that is 32 KiB
+// per 4.2 MFLOP at D = 128: about 1,400 clocks of an SM's share of L2 bandwidth (about 24 bytes
+// per clock) beside about 1,700 of mma.sync, so the loads would take nearly as long as the
+// products; 128 keys halve the traffic per FLOP. FlashAttention-2 makes the same choice (128
+// keys, 64 rows, 8 warps at D = 128). With about 250 registers per thread, 8 warps are one block
+// per SM, as many warps as two blocks of 4. A derivation, not yet a measurement. ptxas (11.8,
+// sm_90): 252 registers at D = 128 (255 and 32 bytes of spill stores with atomic dq), 174 at
+// D = 64 (238 with atomic dq), no other spills.
 template <int kHeadDim_>
 struct RegisterBackwardTiles {
     static constexpr int kHeadDim = kHeadDim_;
-    static constexpr int kBlock = 64;  // keys of a block, query rows of a tile
-    static constexpr int kWarps = kBlock / 16;
+    static constexpr int kWarps = 8;
     static constexpr int kThreads = kWarps * kWarpSize;
+    static constexpr int kKeys = kWarps * 16;  // keys of a block
+    static constexpr int kRows = 64;           // query rows of a q or dout tile
     static constexpr int kRowsPerStep = 32;
     static constexpr int kLdElements = kHeadDim + 8;  // see RegisterTiles
-    static constexpr int kLdDs = kBlock + 8;
-    static constexpr int64_t kSharedBytes = 4 * align_shared(int64_t{kBlock} * kLdElements * 2) +
-                                            align_shared(int64_t{kBlock} * kLdDs * 2) + 2 * align_shared(kBlock * 4);
+    static constexpr int kLdDs = kRows + 8;
+    // dq += dS K with atomics: kRows / 16 warps across the rows, the rest across the columns.
+    static constexpr int kDqColumnGroups = kWarps / (kRows / 16);
+    static constexpr int kDqDimTiles = kHeadDim / 8 / kDqColumnGroups;  // 8-column tiles of a warp
+    static constexpr int64_t kSharedBytes = 2 * align_shared(int64_t{kKeys} * kLdElements * 2) +
+                                            2 * align_shared(int64_t{kRows} * kLdElements * 2) +
+                                            align_shared(int64_t{kKeys} * kLdDs * 2) + 2 * align_shared(kRows * 4);
 
     static_assert(kHeadDim % 32 == 0 && kHeadDim <= 128, "pairs of 16-column k-steps; the accumulators fit in registers");
-    static_assert(kBlock % kRowsPerStep == 0 && kRowsPerStep % 16 == 0, "whole 16-row k-steps");
+    static_assert(kRows % kRowsPerStep == 0 && kRowsPerStep % 16 == 0, "whole 16-row k-steps");
+    static_assert(kWarps % (kRows / 16) == 0 && kDqDimTiles % 2 == 0 && kDqDimTiles * kDqColumnGroups * 8 == kHeadDim,
+                  "the dq product's warps share the rows and pairs of column tiles evenly");
     static_assert(kSharedBytes <= kSharedBudget, "the tiles of a block must fit the shared memory budget");
 };
 
@@ -1068,34 +1086,34 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
     constexpr int kRowTiles = T::kRowsPerStep / 8;  // 8-row column tiles of S^T per step
     extern __shared__ __align__(128) unsigned char shared[];
     SharedCursor cursor(shared);
-    E* q_tile = cursor.take<E>(T::kBlock * kLd);
-    E* dout_tile = cursor.take<E>(T::kBlock * kLd);
-    E* k_tile = cursor.take<E>(T::kBlock * kLd);
-    E* v_tile = cursor.take<E>(T::kBlock * kLd);
-    E* ds_tile = cursor.take<E>(T::kBlock * T::kLdDs);  // dS^T: [key][row]
-    float* lse_rows = cursor.take<float>(T::kBlock);
-    float* delta_rows = cursor.take<float>(T::kBlock);
+    E* q_tile = cursor.take<E>(T::kRows * kLd);
+    E* dout_tile = cursor.take<E>(T::kRows * kLd);
+    E* k_tile = cursor.take<E>(T::kKeys * kLd);
+    E* v_tile = cursor.take<E>(T::kKeys * kLd);
+    E* ds_tile = cursor.take<E>(T::kKeys * T::kLdDs);  // dS^T: [key][row]
+    float* lse_rows = cursor.take<float>(T::kRows);
+    float* delta_rows = cursor.take<float>(T::kRows);
 
     const Problem& p = a.p;
-    const KeysBlock block(p, key_blocks, T::kBlock);
+    const KeysBlock block(p, key_blocks, T::kKeys);
     const int64_t b = block.b, kv = block.kv;
     const int key0 = block.key0, L = block.L;
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int g = lane / 4, t = lane % 4;
     const int keys[2] = {key0 + warp * 16 + g, key0 + warp * 16 + g + 8};
 
-    load_backward_keys<T>(a, block, k_tile, v_tile);
+    load_backward_keys<T, T::kKeys>(a, block, k_tile, v_tile);
     float dk[kDimTiles][4], dv[kDimTiles][4];
     for (int jd = 0; jd < kDimTiles; ++jd) {
         for (int i = 0; i < 4; ++i) dk[jd][i] = dv[jd][i] = 0.0f;
     }
     for (int head = 0; head < block.group; ++head) {
         const int64_t h = kv * block.group + head;
-        for (int row0 = block.first_row / T::kBlock * T::kBlock; row0 < p.Tq; row0 += T::kBlock) {
+        for (int row0 = block.first_row / T::kRows * T::kRows; row0 < p.Tq; row0 += T::kRows) {
             __syncthreads();  // every warp is done with the previous rows
-            load_backward_rows<T>(a, block, h, row0, q_tile, dout_tile, lse_rows, delta_rows);
+            load_backward_rows<T, T::kRows>(a, block, h, row0, q_tile, dout_tile, lse_rows, delta_rows);
             __syncthreads();
-            for (int r0 = 0; r0 < T::kBlock; r0 += T::kRowsPerStep) {
+            for (int r0 = 0; r0 < T::kRows; r0 += T::kRowsPerStep) {
                 float pt[kRowTiles][4], dpt[kRowTiles][4];
                 warp_scores<kLd, kHeadDim>(pt, k_tile, warp * 16, q_tile, r0);  // S^T of the warp's keys
                 warp_scores<kLd, kHeadDim>(dpt, v_tile, warp * 16, dout_tile, r0);
@@ -1123,15 +1141,18 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
             }
             if constexpr (kAtomicDq) {
                 __syncthreads();  // dS^T of every key is in ds_tile
-                // dq of rows row0 + warp*16.. += dS K, 16 columns at a time; A(row, key) = ds_tile[key][row].
-                const int rows[2] = {row0 + warp * 16 + g, row0 + warp * 16 + g + 8};
+                // dq of rows row0 + dq_row0.. += dS K, 16 columns at a time from the warp's first
+                // column tile; A(row, key) = ds_tile[key][row].
+                constexpr int kRowWarps = T::kRows / 16;
+                const int dq_row0 = warp % kRowWarps * 16, first_tile = warp / kRowWarps * T::kDqDimTiles;
+                const int rows[2] = {row0 + dq_row0 + g, row0 + dq_row0 + g + 8};
                 bool adds[2];
                 for (int r = 0; r < 2; ++r) adds[r] = rows[r] < p.Tq && p.visible(rows[r], L) > key0;
-                for (int jd = 0; jd < kDimTiles; jd += 2) {
+                for (int jd = first_tile; jd < first_tile + T::kDqDimTiles; jd += 2) {
                     float dq[2][4] = {};
-                    for (int kk = 0; kk < T::kBlock / 16; ++kk) {
+                    for (int kk = 0; kk < T::kKeys / 16; ++kk) {
                         uint32_t da[4], kb[4];
-                        load_a_transposed<T::kLdDs>(da, ds_tile, kk * 16, warp * 16);
+                        load_a_transposed<T::kLdDs>(da, ds_tile, kk * 16, dq_row0);
                         load_b_of_columns<kLd>(kb, k_tile, kk * 16, jd * 8);
                         mma_m16n8k16<E>(dq[0], da, {kb[0], kb[1]});
                         mma_m16n8k16<E>(dq[1], da, {kb[2], kb[3]});
@@ -1427,7 +1448,7 @@ void backward_keys(const Queue& queue, const BackwardParams<E>& params) {
     const char* name = kAtomicDq ? "attention backward kernel (dk, dv, atomic dq)" : "attention backward kernel (dk, dv)";
     if constexpr (ElementTraits<E>::kTensorCores && kHeadDim <= 128) {
         using T = RegisterBackwardTiles<kHeadDim>;
-        const int64_t key_blocks = ceil_div(p.Tk, T::kBlock);
+        const int64_t key_blocks = ceil_div(p.Tk, T::kKeys);
         launch(queue, backward_keys_registers_kernel<E, kHeadDim, kAtomicDq>, T::kThreads, T::kSharedBytes,
                key_blocks * p.Hkv * p.B, params, static_cast<int>(key_blocks), name);
     } else {

@@ -956,20 +956,30 @@ __device__ void load_backward_keys(const BackwardParams<E>& a, const KeysBlock& 
 }
 
 // A keys pass's tiles of rows [row0, row0 + kRows) of head h: q (zero past Tq), dout, lse and
-// delta (zero in rows that see no key).
-template <class Tiles, int kRows = Tiles::kBlock, class E>
+// delta (zero in rows that see no key). kAsynchronous: what it copies goes by cp.async into the
+// caller's next commit group (as load_tile).
+template <class Tiles, int kRows = Tiles::kBlock, bool kAsynchronous = false, class E>
 __device__ void load_backward_rows(const BackwardParams<E>& a, const KeysBlock& block, int64_t h, int row0, E* q_tile,
                                    E* dout_tile, float* lse_rows, float* delta_rows) {
     const Problem& p = a.p;
     const int64_t b = block.b;
     const auto seeing = [&](int r) { return row0 + r < p.Tq && p.visible(row0 + r, block.L) > 0; };
-    load_tile<Tiles, false, kRows>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads,
-                                          [&](int r) { return row0 + r < p.Tq; });
-    load_tile<Tiles, false, kRows>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads, seeing);
+    load_tile<Tiles, kAsynchronous, kRows>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads,
+                                           [&](int r) { return row0 + r < p.Tq; });
+    load_tile<Tiles, kAsynchronous, kRows>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads,
+                                           seeing);
     for (int r = static_cast<int>(threadIdx.x); r < kRows; r += Tiles::kThreads) {
         const int64_t n = (b * p.H + h) * p.Tq + row0 + r;
-        lse_rows[r] = seeing(r) ? a.lse[n] : 0.0f;
-        delta_rows[r] = seeing(r) ? a.delta[n] : 0.0f;
+        if (!seeing(r)) {
+            lse_rows[r] = 0.0f;
+            delta_rows[r] = 0.0f;
+        } else if constexpr (kAsynchronous) {
+            cp_async_4(lse_rows + r, a.lse + n);
+            cp_async_4(delta_rows + r, a.delta + n);
+        } else {
+            lse_rows[r] = a.lse[n];
+            delta_rows[r] = a.delta[n];
+        }
     }
 }
 
@@ -1050,8 +1060,9 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThre
 // products; 128 keys halve the traffic per FLOP. FlashAttention-2 makes the same choice (128
 // keys, 64 rows, 8 warps at D = 128). With about 250 registers per thread, 8 warps are one block
 // per SM, as many warps as two blocks of 4. A derivation, not yet a measurement. ptxas (11.8,
-// sm_90): 252 registers at D = 128 (255 and 32 bytes of spill stores with atomic dq), 174 at
-// D = 64 (238 with atomic dq), no other spills.
+// sm_90): 255 registers at D = 128 (and 24 bytes of spill stores with atomic dq), 204 at D = 64
+// (218 with atomic dq), no other spills. One block per SM cannot hide a tile load behind another
+// block's products, hence the cp.async pipeline of row steps below.
 template <int kHeadDim_>
 struct RegisterBackwardTiles {
     static constexpr int kHeadDim = kHeadDim_;
@@ -1102,73 +1113,91 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
     const int g = lane / 4, t = lane % 4;
     const int keys[2] = {key0 + warp * 16 + g, key0 + warp * 16 + g + 8};
 
+    // Step s: rows [r0, r0 + kRowsPerStep) of a row block, r0 = kRowsPerStep (s % kParts), in the
+    // order head, row block, r0. Its rows go to part s % kParts of the row tiles (q, dout, lse,
+    // delta) by cp.async, one commit group per step, issued once every warp is done with the part's
+    // previous rows: while step s computes, step s + 1's rows travel.
+    constexpr int kParts = T::kRows / T::kRowsPerStep;
+    const int first_row0 = block.first_row / T::kRows * T::kRows;
+    const int row_blocks = block.first_row < p.Tq ? (p.Tq - first_row0 + T::kRows - 1) / T::kRows : 0;
+    const int steps = block.group * row_blocks * kParts;
+    const auto head_of = [&](int s) -> int64_t { return kv * block.group + s / kParts / row_blocks; };
+    const auto row0_of = [&](int s) { return first_row0 + s / kParts % row_blocks * T::kRows; };
+    const auto issue = [&](int s) {
+        if (s < steps) {
+            const int r0 = s % kParts * T::kRowsPerStep;
+            load_backward_rows<T, T::kRowsPerStep, true>(a, block, head_of(s), row0_of(s) + r0, q_tile + r0 * kLd,
+                                                         dout_tile + r0 * kLd, lse_rows + r0, delta_rows + r0);
+        }
+        cp_async_commit();
+    };
+
     load_backward_keys<T, T::kKeys>(a, block, k_tile, v_tile);
+    for (int s = 0; s < kParts; ++s) issue(s);
     float dk[kDimTiles][4], dv[kDimTiles][4];
     for (int jd = 0; jd < kDimTiles; ++jd) {
         for (int i = 0; i < 4; ++i) dk[jd][i] = dv[jd][i] = 0.0f;
     }
-    for (int head = 0; head < block.group; ++head) {
-        const int64_t h = kv * block.group + head;
-        for (int row0 = block.first_row / T::kRows * T::kRows; row0 < p.Tq; row0 += T::kRows) {
-            __syncthreads();  // every warp is done with the previous rows
-            load_backward_rows<T, T::kRows>(a, block, h, row0, q_tile, dout_tile, lse_rows, delta_rows);
-            __syncthreads();
-            for (int r0 = 0; r0 < T::kRows; r0 += T::kRowsPerStep) {
-                float pt[kRowTiles][4], dpt[kRowTiles][4];
-                warp_scores<kLd, kHeadDim>(pt, k_tile, warp * 16, q_tile, r0);  // S^T of the warp's keys
-                warp_scores<kLd, kHeadDim>(dpt, v_tile, warp * 16, dout_tile, r0);
-                // Element i of tile j: key keys[i / 2], row row0 + r0 + 8 j + 2 t + i % 2.
-                for (int j = 0; j < kRowTiles; ++j) {
-                    for (int i = 0; i < 4; ++i) {
-                        const int r = r0 + j * 8 + 2 * t + i % 2, row = row0 + r;
-                        const bool seen = row < p.Tq && keys[i / 2] < p.visible(row, L);
-                        const float probability = seen ? expf(pt[j][i] * p.scale - lse_rows[r]) : 0.0f;
-                        dpt[j][i] = seen ? probability * (dpt[j][i] - delta_rows[r]) * p.scale : 0.0f;
-                        pt[j][i] = probability;
-                    }
-                }
-                multiply_registers<kLd>(dv, pt, dout_tile, r0);
-                multiply_registers<kLd>(dk, dpt, q_tile, r0);
-                if constexpr (kAtomicDq) {
-                    for (int j = 0; j < kRowTiles; ++j) {
-                        for (int half = 0; half < 2; ++half) {
-                            E* pair = ds_tile + (warp * 16 + g + half * 8) * T::kLdDs + r0 + j * 8 + 2 * t;
-                            const uint32_t bits = pack_pair(from_float<E>(dpt[j][2 * half]), from_float<E>(dpt[j][2 * half + 1]));
-                            memcpy(static_cast<void*>(pair), &bits, sizeof bits);
-                        }
-                    }
+    for (int s = 0; s < steps; ++s) {
+        const int64_t h = head_of(s);
+        const int row0 = row0_of(s), r0 = s % kParts * T::kRowsPerStep;
+        cp_async_wait<kParts - 1>();  // this step's rows
+        __syncthreads();              // (and k, v: stored before the first step)
+        float pt[kRowTiles][4], dpt[kRowTiles][4];
+        warp_scores<kLd, kHeadDim>(pt, k_tile, warp * 16, q_tile, r0);  // S^T of the warp's keys
+        warp_scores<kLd, kHeadDim>(dpt, v_tile, warp * 16, dout_tile, r0);
+        // Element i of tile j: key keys[i / 2], row row0 + r0 + 8 j + 2 t + i % 2.
+        for (int j = 0; j < kRowTiles; ++j) {
+            for (int i = 0; i < 4; ++i) {
+                const int r = r0 + j * 8 + 2 * t + i % 2, row = row0 + r;
+                const bool seen = row < p.Tq && keys[i / 2] < p.visible(row, L);
+                const float probability = seen ? expf(pt[j][i] * p.scale - lse_rows[r]) : 0.0f;
+                dpt[j][i] = seen ? probability * (dpt[j][i] - delta_rows[r]) * p.scale : 0.0f;
+                pt[j][i] = probability;
+            }
+        }
+        multiply_registers<kLd>(dv, pt, dout_tile, r0);
+        multiply_registers<kLd>(dk, dpt, q_tile, r0);
+        if constexpr (kAtomicDq) {
+            for (int j = 0; j < kRowTiles; ++j) {
+                for (int half = 0; half < 2; ++half) {
+                    E* pair = ds_tile + (warp * 16 + g + half * 8) * T::kLdDs + r0 + j * 8 + 2 * t;
+                    const uint32_t bits = pack_pair(from_float<E>(dpt[j][2 * half]), from_float<E>(dpt[j][2 * half + 1]));
+                    memcpy(static_cast<void*>(pair), &bits, sizeof bits);
                 }
             }
-            if constexpr (kAtomicDq) {
-                __syncthreads();  // dS^T of every key is in ds_tile
-                // dq of rows row0 + dq_row0.. += dS K, 16 columns at a time from the warp's first
-                // column tile; A(row, key) = ds_tile[key][row].
-                constexpr int kRowWarps = T::kRows / 16;
-                const int dq_row0 = warp % kRowWarps * 16, first_tile = warp / kRowWarps * T::kDqDimTiles;
-                const int rows[2] = {row0 + dq_row0 + g, row0 + dq_row0 + g + 8};
-                bool adds[2];
-                for (int r = 0; r < 2; ++r) adds[r] = rows[r] < p.Tq && p.visible(rows[r], L) > key0;
-                for (int jd = first_tile; jd < first_tile + T::kDqDimTiles; jd += 2) {
-                    float dq[2][4] = {};
-                    for (int kk = 0; kk < T::kKeys / 16; ++kk) {
-                        uint32_t da[4], kb[4];
-                        load_a_transposed<T::kLdDs>(da, ds_tile, kk * 16, dq_row0);
-                        load_b_of_columns<kLd>(kb, k_tile, kk * 16, jd * 8);
-                        mma_m16n8k16<E>(dq[0], da, {kb[0], kb[1]});
-                        mma_m16n8k16<E>(dq[1], da, {kb[2], kb[3]});
-                    }
-                    for (int r = 0; r < 2; ++r) {
-                        if (!adds[r]) continue;
-                        float* dq_row = a.dq_sum + ((b * p.Tq + rows[r]) * p.H + h) * p.D;
-                        for (int half = 0; half < 2; ++half) {
-                            const int d = (jd + half) * 8 + 2 * t;
-                            if (d < p.D) atomicAdd(dq_row + d, dq[half][2 * r]);
-                            if (d + 1 < p.D) atomicAdd(dq_row + d + 1, dq[half][2 * r + 1]);
-                        }
+        }
+        if (kAtomicDq && r0 + T::kRowsPerStep == T::kRows) {
+            __syncthreads();  // dS^T of every key and row of the row block is in ds_tile
+            // dq of rows row0 + dq_row0.. += dS K, 16 columns at a time from the warp's first
+            // column tile; A(row, key) = ds_tile[key][row].
+            constexpr int kRowWarps = T::kRows / 16;
+            const int dq_row0 = warp % kRowWarps * 16, first_tile = warp / kRowWarps * T::kDqDimTiles;
+            const int rows[2] = {row0 + dq_row0 + g, row0 + dq_row0 + g + 8};
+            bool adds[2];
+            for (int r = 0; r < 2; ++r) adds[r] = rows[r] < p.Tq && p.visible(rows[r], L) > key0;
+            for (int jd = first_tile; jd < first_tile + T::kDqDimTiles; jd += 2) {
+                float dq[2][4] = {};
+                for (int kk = 0; kk < T::kKeys / 16; ++kk) {
+                    uint32_t da[4], kb[4];
+                    load_a_transposed<T::kLdDs>(da, ds_tile, kk * 16, dq_row0);
+                    load_b_of_columns<kLd>(kb, k_tile, kk * 16, jd * 8);
+                    mma_m16n8k16<E>(dq[0], da, {kb[0], kb[1]});
+                    mma_m16n8k16<E>(dq[1], da, {kb[2], kb[3]});
+                }
+                for (int r = 0; r < 2; ++r) {
+                    if (!adds[r]) continue;
+                    float* dq_row = a.dq_sum + ((b * p.Tq + rows[r]) * p.H + h) * p.D;
+                    for (int half = 0; half < 2; ++half) {
+                        const int d = (jd + half) * 8 + 2 * t;
+                        if (d < p.D) atomicAdd(dq_row + d, dq[half][2 * r]);
+                        if (d + 1 < p.D) atomicAdd(dq_row + d + 1, dq[half][2 * r + 1]);
                     }
                 }
             }
         }
+        __syncthreads();  // every warp is done with this part's rows (and with ds_tile)
+        issue(s + kParts);
     }
     for (int r = 0; r < 2; ++r) {
         if (keys[r] >= p.Tk) continue;

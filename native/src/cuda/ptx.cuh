@@ -80,6 +80,16 @@ __device__ inline void cp_async_16(void* shared, const void* global) {
 #endif
 }
 
+// Starts copying 4 bytes (both addresses 4-byte aligned) from global to shared memory, as
+// cp_async_16 (through L1: .cg takes 16 bytes only).
+__device__ inline void cp_async_4(void* shared, const void* global) {
+#if defined(NE_SIMT_EMULATOR)
+    ::simt::copy_async(shared, global, 4);
+#else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(shared_address(shared)), "l"(global) : "memory");
+#endif
+}
+
 // Closes this thread's current commit group (an empty one when it started no copy).
 __device__ inline void cp_async_commit() {
 #if defined(NE_SIMT_EMULATOR)

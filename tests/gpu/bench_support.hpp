@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace bench {
@@ -26,6 +27,13 @@ inline bool smoke() {
 
 // A benchmark dimension: `full`, or `small` in a smoke run.
 inline int64_t scaled(int64_t full, int64_t small) { return smoke() ? small : full; }
+
+// NE_BENCH_ONLY=<text>: only the cases whose names contain it (run.sh's profile stage runs one
+// case under ncu); every case when unset.
+inline bool selected(const std::string& name) {
+    const char* only = std::getenv("NE_BENCH_ONLY");
+    return only == nullptr || name.find(only) != std::string::npos;
+}
 
 inline void check(ne_status status, const char* what) {
     if (status != NE_STATUS_OK) {

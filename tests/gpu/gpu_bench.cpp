@@ -44,7 +44,8 @@ int main() {
     check(ne_context_get_info(context, &info), "ne_context_get_info");
     std::printf("DEVICE %s\n", info.device_name);
 
-    {  // Fused residual + LayerNorm at [4096, 1024].
+    // Fused residual + LayerNorm at [4096, 1024].
+    if (selected("layernorm_")) {
         const int64_t N = scaled(4096, 8), C = 1024;
         ne_tensor* x = random_tensor(context, {N, C}, 1);
         ne_tensor* residual = random_tensor(context, {N, C}, 2);
@@ -72,7 +73,8 @@ int main() {
         for (ne_tensor* t : {x, residual, gamma, beta, y, sum, mean, rstd, dy, dx, dgamma, dbeta}) ne_tensor_destroy(t);
     }
 
-    {  // GEMMs at 4096^3: int8 (int32 output, and f32 with the dequantizing epilogue), f32 and bf16.
+    // GEMMs at 4096^3: int8 (int32 output, and f32 with the dequantizing epilogue), f32 and bf16.
+    if (selected("gemm_")) {
         const int64_t n = scaled(4096, 64);
         const double operations = 2.0 * static_cast<double>(n) * n * n;
         ne_tensor* a = tensor(context, NE_DTYPE_I8, {n, n});
@@ -125,6 +127,7 @@ int main() {
             const double forward_flops = 4.0 * B * H * static_cast<double>(T) * T * D / (causal ? 2.0 : 1.0);
             const std::string name = "attention_bf16_b" + std::to_string(B) + "_h" + std::to_string(H) + "_d" + std::to_string(D) +
                                      "_t" + std::to_string(T) + (causal ? "_causal" : "");
+            if (!selected(name)) continue;
             double ms = time_ms(context, [&] { return ne_attention_forward(context, &params, q, k, v, nullptr, out, lse); },
                                 "ne_attention_forward");
             report((name + "_forward").c_str(), ms, forward_flops / (ms * 1e-3) / 1e12, "TFLOP/s");
@@ -141,8 +144,9 @@ int main() {
         for (ne_tensor* t : {q, k, v, dout, out, lse, dq, dk, dv}) ne_tensor_destroy(t);
     }
 
-    {  // Decoding one token against a bf16 key/value cache: B = 4, H = 32 over Hkv = 8, D = 128,
-       // 8192 cached keys; the rate is the cache bytes read per second.
+    // Decoding one token against a bf16 key/value cache: B = 4, H = 32 over Hkv = 8, D = 128, 8192
+    // cached keys; the rate is the cache bytes read per second.
+    if (selected("attention_bf16_decode")) {
         const int64_t B = 4, H = 32, Hkv = 8, D = 128, Tk = scaled(8192, 300);
         ne_tensor* q = random_bf16_tensor(context, {B, 1, H, D}, 21);
         ne_tensor* k = random_bf16_tensor(context, {B, Tk, Hkv, D}, 22);

@@ -3,9 +3,10 @@
 # no .NET SDK. From the repository root:
 #
 #   tests/gpu/run.sh            every stage below; results into tests/gpu/results/<date>-<gpu>.md
-#   tests/gpu/run.sh build test  only these stages (build, test, sanitize, managed, bench), e.g. to
-#                               split the work across calls of a time-limited GPU session: the
-#                               results file is appended to, and build/gpu is reused
+#   tests/gpu/run.sh build test  only these stages (build, test, sanitize, managed, bench, and
+#                               profile, which the default leaves out), e.g. to split the work
+#                               across calls of a time-limited GPU session: the results file is
+#                               appended to, and build/gpu is reused
 #
 # 1. builds the native libraries with this machine's nvcc for its GPU's architecture (build/gpu;
 #    warnings are not errors here: CI holds the sources to that with nvcc 11.8);
@@ -18,7 +19,10 @@
 # 5. runs the main job's model and step in PyTorch (torch_train.py), for tokens per second beside
 #    the main job on CUDA and on the CPU;
 # 6. runs the GPU benchmarks beside PyTorch's (torch_bench.py) and prints ours, PyTorch's and the
-#    ratio.
+#    ratio;
+# 7. profile (only when named): Nsight Compute on one attention case (NE_PROFILE_CASE, default
+#    the bf16 D = 128 causal one), one launch of each tensor-core attention kernel: speed of light,
+#    occupancy, launch statistics, warp stalls and memory traffic, to tune the tile shapes by.
 # Environment: NE_CUDA_ARCH (default: the GPU's compute capability), NE_GPU_RESULTS (the file;
 # default: in $OUT when OUT names a directory, as on the lent GPU machine, where only $OUT comes
 # back, so that a run cut short by its time limit still returns what it wrote).
@@ -45,8 +49,8 @@ stages=("$@")
 [[ ${#stages[@]} -gt 0 ]] || stages=(build test sanitize managed bench)
 for stage in "${stages[@]}"; do
   case $stage in
-    build | test | sanitize | managed | bench) ;;
-    *) echo "unknown stage '$stage'; expected build, test, sanitize, managed or bench" >&2; exit 2 ;;
+    build | test | sanitize | managed | bench | profile) ;;
+    *) echo "unknown stage '$stage'; expected build, test, sanitize, managed, bench or profile" >&2; exit 2 ;;
   esac
 done
 wants() {
@@ -182,6 +186,29 @@ fi
 # beside the main job's on CUDA and on the CPU above.
 if wants managed; then
   section "Main job's model and step in PyTorch (tests/gpu/torch_train.py)" python3 tests/gpu/torch_train.py
+fi
+
+if wants profile; then
+  ncu=$(command -v ncu || true)
+  for candidate in "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")/ncu" /usr/local/cuda/bin/ncu; do
+    [[ -n $ncu || ! -x $candidate ]] || ncu=$candidate
+  done
+  # One launch of the kernels whose mangled names match $1, in the one benchmark case; the
+  # benchmark's other launches run unprofiled.
+  profile_kernel() {
+    NE_BENCH_ONLY=${NE_PROFILE_CASE:-attention_bf16_b2_h16_d128_t4096_causal} timeout --kill-after=10 150 \
+      "$ncu" --kernel-name-base mangled --kernel-name "regex:$1" --launch-count 1 --section SpeedOfLight \
+      --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+      "$build/tests/gpu/nativeengine_gpu_bench"
+  }
+  if [[ -n $ncu ]]; then
+    section "ncu: attention forward (registers)" profile_kernel 'forward_registers_kernel'
+    section "ncu: attention backward, keys pass (registers)" profile_kernel 'backward_keys_registers_kernel.*Lb0E'
+    section "ncu: attention backward, keys pass with atomic dq (registers)" profile_kernel 'backward_keys_registers_kernel.*Lb1E'
+    section "ncu: attention backward, rows pass (registers)" profile_kernel 'backward_rows_registers_kernel'
+  else
+    section "ncu" echo "ncu not found: skipped"
+  fi
 fi
 
 if ! wants bench; then

@@ -998,6 +998,42 @@ INSTANTIATE_TEST_SUITE_P(Cuda, AttentionHalfPrecision, ::testing::Values(NE_DTYP
                              return std::string(param.param == NE_DTYPE_BF16 ? "bf16" : "f16");
                          });
 
+// With allow_atomics only dq's summation order is left to the device: the keys pass sums dk and
+// dv in the same order either way, so they keep the deterministic backward's bits, and dq agrees
+// with its deterministic sum to rounding (one 16-bit rounding of sums that differ in the last f32
+// bits). Also the short pass that run.sh puts under racecheck for the atomic keys pass.
+TEST(AttentionCudaDeterminism, AtomicDqKeepsTheBitsOfDkAndDv) {
+    if (!has_cuda_device()) GTEST_SKIP() << "no CUDA device";
+    Context context = cuda_context();
+    const Problem p{2, 150, 150, 4, 2, 96, true, {150, 99}};
+    const HostInputs in = sixty_fourth_inputs(p, 93);
+    for (const ne_dtype dtype : {NE_DTYPE_F32, NE_DTYPE_BF16, NE_DTYPE_F16}) {
+        SCOPED_TRACE(static_cast<int>(dtype));
+        // dq, dk and dv, 16-bit values widened to f32 (exactly).
+        const auto gradients = [&](bool allow_atomics) {
+            std::vector<std::vector<float>> result;
+            if (dtype == NE_DTYPE_F32) {
+                Tensors t(context.get(), p, in);
+                EXPECT_EQ(t.forward(context.get(), attention_params(p.causal)), NE_STATUS_OK);
+                EXPECT_EQ(t.backward(context.get(), attention_params(p.causal, 0.0f, allow_atomics)), NE_STATUS_OK);
+                for (const ne_tensor* g : {t.dq.get(), t.dk.get(), t.dv.get()}) result.push_back(read<float>(g));
+            } else {
+                Tensors16 t(context.get(), dtype, p, in);
+                EXPECT_EQ(t.forward(context.get(), attention_params(p.causal)), NE_STATUS_OK);
+                EXPECT_EQ(t.backward(context.get(), attention_params(p.causal, 0.0f, allow_atomics)), NE_STATUS_OK);
+                for (const ne_tensor* g : {t.dq.get(), t.dk.get(), t.dv.get()}) result.push_back(read16(dtype, g));
+            }
+            return result;
+        };
+        const std::vector<std::vector<float>> deterministic = gradients(false), atomic = gradients(true);
+        ASSERT_EQ(atomic.size(), 3u);
+        const double dq_tolerance = dtype == NE_DTYPE_BF16 ? 1e-2 : (dtype == NE_DTYPE_F16 ? 2e-3 : 1e-5);
+        EXPECT_TRUE(all_near(atomic[0], deterministic[0], dq_tolerance)) << "dq";
+        EXPECT_TRUE(bitwise_equal(atomic[1], deterministic[1])) << "dk";
+        EXPECT_TRUE(bitwise_equal(atomic[2], deterministic[2])) << "dv";
+    }
+}
+
 // No atomics on the device: two runs give the same bits, for every element type, on the tiled
 // and the decode paths, with grouped heads, key lengths and causal masking.
 TEST(AttentionCudaDeterminism, SameBitsOnEveryRun) {

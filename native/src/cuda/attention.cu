@@ -355,6 +355,15 @@ struct QueryBlock {
     }
 };
 
+// Keys [key0, key0 + kKeys) of the block's key/value head from `heads` (k or v) into a tile; keys
+// no row of the block sees load as zeros, so that a zero probability or dS never multiplies
+// whatever lies past a sequence's length (0 * NaN). kAsynchronous: as load_tile.
+template <class Tiles, bool kAsynchronous = false, int kKeys = Tiles::kBlock, class E>
+__device__ void load_seen_keys(E* tile, const Heads<const E>& heads, const Problem& p, const QueryBlock& block, int key0) {
+    load_tile<Tiles, kAsynchronous, kKeys>(tile, heads.row(block.b, 0, block.kv), heads.token_stride, key0, p.D, p.vector_loads,
+                                           [&](int r) { return key0 + r < block.key_end; });
+}
+
 // Block: a QueryBlock of kBlock rows. Two lanes share a row: lane / 2 is the row within the
 // warp's 16, lane % 2 takes every other column.
 template <class E, int kHeadDim>
@@ -372,7 +381,7 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
 
     const Problem& p = a.p;
     const QueryBlock block(p, row_blocks, T::kBlock);
-    const int64_t b = block.b, h = block.h, kv = block.kv;
+    const int64_t b = block.b, h = block.h;
     const int row0 = block.row0, L = block.L, key_end = block.key_end;
 
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
@@ -390,10 +399,8 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
     float max = kMinusInfinity, sum = 0.0f;  // of the row: running max of s, sum of exp(s - max)
     for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
         __syncthreads();  // every warp is done with the previous k and v
-        // Keys no row of the block sees load as zeros: P V multiplies them by a zero
-        // probability, which would turn a non-finite padding key (past L) into NaN.
-        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
-        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
+        load_seen_keys<T>(k_tile, a.k, p, block, key0);
+        load_seen_keys<T>(v_tile, a.v, p, block, key0);
         __syncthreads();
         warp_product<T::kBlock, kHeadDim, false, true>(q_tile + warp * 16 * T::kLdElements, T::kLdElements, k_tile,
                                                        T::kLdElements, scores + warp * 16 * T::kLdScores, T::kLdScores, false);
@@ -437,7 +444,7 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::forward>::kThreads)
 // ------------------------------------------------------------------------------------------
 
 // FlashAttention-2's forward with the scores, probabilities and output accumulator in registers:
-// each warp owns 16 kWarpRowTiles query rows and multiplies with mma.sync m16n8k16 (ptx.cuh),
+// each warp owns 16 x kWarpRowTiles query rows and multiplies with mma.sync m16n8k16 (ptx.cuh),
 // whose accumulator layout for S = Q K^T is, two 8-key tiles at a time, its operand layout for P
 // in P V, so P never passes through shared memory (the WMMA kernel above stores S and P there,
 // since WMMA leaves its fragment layout unspecified). Shared memory holds the q, k and v tiles;
@@ -602,6 +609,17 @@ __device__ void warp_scores(float (&x)[kTiles][4], const E* a_tile, int a_row, c
     warp_scores<kLd, kHeadDim>(reinterpret_cast<float (&)[1][kTiles][4]>(x), a_tile, a_row, b_tile, b_row);
 }
 
+// Row g + 8 r of a warp's 16 from accumulators in mma.sync's C layout (this lane, 4 g + t, holds
+// columns 2 t and 2 t + 1 of each 8-column tile), times `scale`, into the first D columns of `row`.
+template <class E, int kDimTiles>
+__device__ void store_accumulator_row(E* row, const float (&acc)[kDimTiles][4], int r, int t, int D, float scale = 1.0f) {
+    for (int jd = 0; jd < kDimTiles; ++jd) {
+        const int d = jd * 8 + 2 * t;
+        if (d < D) row[d] = from_float<E>(acc[jd][2 * r] * scale);
+        if (d + 1 < D) row[d + 1] = from_float<E>(acc[jd][2 * r + 1] * scale);
+    }
+}
+
 // Block: a QueryBlock of kRows rows.
 template <class E, int kHeadDim>
 __global__ void __launch_bounds__(ForwardRegisterTiles<kHeadDim>::kThreads)
@@ -619,7 +637,7 @@ __global__ void __launch_bounds__(ForwardRegisterTiles<kHeadDim>::kThreads)
 
     const Problem& p = a.p;
     const QueryBlock block(p, row_blocks, T::kRows);
-    const int64_t b = block.b, h = block.h, kv = block.kv;
+    const int64_t b = block.b, h = block.h;
     const int row0 = block.row0, L = block.L, key_end = block.key_end;
 
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
@@ -635,10 +653,8 @@ __global__ void __launch_bounds__(ForwardRegisterTiles<kHeadDim>::kThreads)
         }
     }
 
-    // Keys no row of the block sees load as zeros (see forward_kernel).
     const auto load_keys = [&](E* tile, const Heads<const E>& heads, int key0) {
-        load_tile<T, true, T::kKeys>(tile, heads.row(b, 0, kv), heads.token_stride, key0, p.D, p.vector_loads,
-                                     [&](int r) { return key0 + r < key_end; });
+        load_seen_keys<T, true, T::kKeys>(tile, heads, p, block, key0);
     };
     load_tile<T, true, T::kRows>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads,
                                  [&](int r) { return row0 + r < p.Tq; });
@@ -721,13 +737,7 @@ __global__ void __launch_bounds__(ForwardRegisterTiles<kHeadDim>::kThreads)
         for (int r = 0; r < 2; ++r) {
             const int i = rows[m][r];
             if (i >= p.Tq) continue;
-            E* out = a.out.row(b, i, h);
-            const float inverse = sum[m][r] > 0.0f ? 1.0f / sum[m][r] : 0.0f;
-            for (int jd = 0; jd < kDimTiles; ++jd) {
-                const int d = jd * 8 + 2 * t;
-                if (d < p.D) out[d] = from_float<E>(acc[m][jd][2 * r] * inverse);
-                if (d + 1 < p.D) out[d + 1] = from_float<E>(acc[m][jd][2 * r + 1] * inverse);
-            }
+            store_accumulator_row(a.out.row(b, i, h), acc[m], r, t, p.D, sum[m][r] > 0.0f ? 1.0f / sum[m][r] : 0.0f);
             if (a.lse && t == 0) a.lse[(b * p.H + h) * p.Tq + i] = sum[m][r] > 0.0f ? max[m][r] + logf(sum[m][r]) : kMinusInfinity;
         }
     }
@@ -1201,19 +1211,8 @@ __global__ void __launch_bounds__(RegisterBackwardTiles<kHeadDim>::kThreads)
     }
     for (int r = 0; r < 2; ++r) {
         if (keys[r] >= p.Tk) continue;
-        E* dk_row = a.dk.row(b, keys[r], kv);
-        E* dv_row = a.dv.row(b, keys[r], kv);
-        for (int jd = 0; jd < kDimTiles; ++jd) {
-            const int d = jd * 8 + 2 * t;
-            if (d < p.D) {
-                dk_row[d] = from_float<E>(dk[jd][2 * r]);
-                dv_row[d] = from_float<E>(dv[jd][2 * r]);
-            }
-            if (d + 1 < p.D) {
-                dk_row[d + 1] = from_float<E>(dk[jd][2 * r + 1]);
-                dv_row[d + 1] = from_float<E>(dv[jd][2 * r + 1]);
-            }
-        }
+        store_accumulator_row(a.dk.row(b, keys[r], kv), dk, r, t, p.D);
+        store_accumulator_row(a.dv.row(b, keys[r], kv), dv, r, t, p.D);
     }
 }
 
@@ -1235,7 +1234,7 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThre
 
     const Problem& p = a.p;
     const QueryBlock block(p, row_blocks, T::kBlock);
-    const int64_t b = block.b, h = block.h, kv = block.kv;
+    const int64_t b = block.b, h = block.h;
     const int row0 = block.row0, L = block.L, key_end = block.key_end;
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int my_row = warp * 16 + lane / 2, half = lane % 2;
@@ -1251,9 +1250,8 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_rows>::kThre
     zero_accumulators<T>(dq_acc);
     for (int key0 = 0; key0 < key_end; key0 += T::kBlock) {
         __syncthreads();  // the tiles above are loaded; every warp is done with the previous k and v
-        // As in the forward: dS K must not multiply a zero dS by a key no row sees.
-        load_tile<T>(k_tile, a.k.row(b, 0, kv), a.k.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
-        load_tile<T>(v_tile, a.v.row(b, 0, kv), a.v.token_stride, key0, p.D, p.vector_loads, [&](int r) { return key0 + r < key_end; });
+        load_seen_keys<T>(k_tile, a.k, p, block, key0);
+        load_seen_keys<T>(v_tile, a.v, p, block, key0);
         __syncthreads();
         warp_probabilities<T, E>(q_tile, dout_tile, k_tile, v_tile, scores, dscores, nullptr, dprobabilities, key0, row_visible,
                                  row_lse, row_delta, p.scale);
@@ -1293,7 +1291,7 @@ __global__ void __launch_bounds__(RowsRegisterTiles<kHeadDim>::kThreads)
 
     const Problem& p = a.p;
     const QueryBlock block(p, row_blocks, T::kRows);
-    const int64_t b = block.b, h = block.h, kv = block.kv;
+    const int64_t b = block.b, h = block.h;
     const int row0 = block.row0, L = block.L, key_end = block.key_end;
     const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
     const int g = lane / 4, t = lane % 4;
@@ -1307,10 +1305,8 @@ __global__ void __launch_bounds__(RowsRegisterTiles<kHeadDim>::kThreads)
         row_delta[r] = row_visible[r] > 0 ? a.delta[n] : 0.0f;
     }
 
-    // As in the forward: dS K must not multiply a zero dS by a key no row sees.
     const auto load_keys = [&](E* tile, const Heads<const E>& heads, int key0) {
-        load_tile<T, true, T::kKeys>(tile, heads.row(b, 0, kv), heads.token_stride, key0, p.D, p.vector_loads,
-                           [&](int r) { return key0 + r < key_end; });
+        load_seen_keys<T, true, T::kKeys>(tile, heads, p, block, key0);
     };
     load_tile<T, true, T::kRows>(q_tile, a.q.row(b, 0, h), a.q.token_stride, row0, p.D, p.vector_loads, [&](int r) { return row0 + r < p.Tq; });
     load_tile<T, true, T::kRows>(dout_tile, a.dout.row(b, 0, h), a.dout.token_stride, row0, p.D, p.vector_loads,
@@ -1352,12 +1348,7 @@ __global__ void __launch_bounds__(RowsRegisterTiles<kHeadDim>::kThreads)
 
     for (int r = 0; r < 2; ++r) {
         if (rows[r] >= p.Tq) continue;
-        E* dq_row = a.dq.row(b, rows[r], h);
-        for (int jd = 0; jd < kDimTiles; ++jd) {
-            const int d = jd * 8 + 2 * t;
-            if (d < p.D) dq_row[d] = from_float<E>(dq[jd][2 * r]);
-            if (d + 1 < p.D) dq_row[d + 1] = from_float<E>(dq[jd][2 * r + 1]);
-        }
+        store_accumulator_row(a.dq.row(b, rows[r], h), dq, r, t, p.D);
     }
 }
 

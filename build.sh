@@ -126,7 +126,8 @@ case "$command" in
     if [[ $managed_status -ne 0 && $managed_failed -eq 0 ]]; then managed_failed=1; fi
     rm -f "$log"
     # The model's managed suites with every context on the CUDA backend of the SIMT emulator's
-    # library: autograd, the transformer, and the trainer's count of host waits between reports.
+    # library: autograd, the transformer, the trainer's count of host waits between reports, and
+    # the device's description.
     emulated_library="$root/build/release/tests/emulator/libnativeengine_cuda_emulated.so"
     if [[ -f "$emulated_library" ]]; then
       step "managed: autograd, the transformer and the trainer's waits on the SIMT emulator (NE_BACKEND=cuda)"
@@ -135,7 +136,8 @@ case "$command" in
       NE_NATIVE_PATH="$emulated_library" NE_BACKEND=cuda \
         dotnet tests/managed/NativeEngine.Tests/bin/Release/net10.0/NativeEngine.Tests.dll -noColor \
         -method 'NativeEngine.Tests.Autograd.*' -method 'NativeEngine.Tests.Models.DecoderOnlyTransformerTests.*' \
-        -method NativeEngine.Tests.Training.TrainerTests.StepsBetweenReportsMakeNoHostWait 2>&1 | tee "$log" ||
+        -method NativeEngine.Tests.Training.TrainerTests.StepsBetweenReportsMakeNoHostWait \
+        -method NativeEngine.Tests.ContextTests.ACudaContextDescribesItsDevice 2>&1 | tee "$log" ||
         emulated_status=$?
       # The in-process runner's summary: "Total: T, Errors: E, Failed: F, Skipped: S, Not Run: N".
       read -r emulated_passed emulated_failed < <(sed -n \

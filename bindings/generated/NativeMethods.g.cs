@@ -150,6 +150,14 @@ namespace NativeEngine.Interop
         public SimdLevel SimdLevel;
         /// <summary>Human-readable device name: the CPU model, or the CUDA device name.</summary>
         public fixed byte DeviceName[128];
+        /// <summary>CUDA compute capability as major * 10 + minor (90 on an H100); 0 on the CPU.</summary>
+        public int ComputeCapability;
+        /// <summary>Streaming multiprocessors of the CUDA device; 0 on the CPU.</summary>
+        public int MultiprocessorCount;
+        /// <summary>Bytes of the CUDA device&apos;s L2 cache, e.g. for a benchmark whose data must not stay cached between calls; 0 on the CPU.</summary>
+        public long L2CacheBytes;
+        /// <summary>Bytes of the CUDA device&apos;s global memory; 0 on the CPU.</summary>
+        public long MemoryBytes;
     }
 
     /// <summary>What a context has done that costs the host time (ne_context_get_activity).</summary>

@@ -24,6 +24,10 @@ public sealed class Context : IDisposable
     private readonly int _numThreads;
     private readonly SimdLevel _simdLevel;
     private readonly string _deviceName;
+    private readonly int _computeCapability;
+    private readonly int _multiprocessorCount;
+    private readonly long _l2CacheBytes;
+    private readonly long _memoryBytes;
     private int _disposed;
 
     private Context(ContextHandle handle, in NeContextInfo info, string deviceName)
@@ -34,6 +38,10 @@ public sealed class Context : IDisposable
         _numThreads = info.NumThreads;
         _simdLevel = info.SimdLevel;
         _deviceName = deviceName;
+        _computeCapability = info.ComputeCapability;
+        _multiprocessorCount = info.MultiprocessorCount;
+        _l2CacheBytes = info.L2CacheBytes;
+        _memoryBytes = info.MemoryBytes;
     }
 
     /// <summary>Creates a context.</summary>
@@ -120,6 +128,22 @@ public sealed class Context : IDisposable
     /// <summary>A human-readable device name: the CPU model, or the CUDA device name.</summary>
     /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
     public string DeviceName => Alive(_deviceName);
+
+    /// <summary>The CUDA device's compute capability as major * 10 + minor (90 on an H100); 0 on the CPU.</summary>
+    /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
+    public int ComputeCapability => Alive(_computeCapability);
+
+    /// <summary>The CUDA device's streaming multiprocessors; 0 on the CPU.</summary>
+    /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
+    public int MultiprocessorCount => Alive(_multiprocessorCount);
+
+    /// <summary>Bytes of the CUDA device's L2 cache; 0 on the CPU.</summary>
+    /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
+    public long L2CacheBytes => Alive(_l2CacheBytes);
+
+    /// <summary>Bytes of the CUDA device's global memory; 0 on the CPU.</summary>
+    /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
+    public long MemoryBytes => Alive(_memoryBytes);
 
     /// <summary>Whether <see cref="Dispose"/> has been called.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;

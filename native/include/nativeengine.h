@@ -178,6 +178,15 @@ typedef struct ne_context_info {
     ne_simd_level simd_level;
     /** Human-readable device name: the CPU model, or the CUDA device name. */
     char device_name[128];
+    /** CUDA compute capability as major * 10 + minor (90 on an H100); 0 on the CPU. */
+    int32_t compute_capability;
+    /** Streaming multiprocessors of the CUDA device; 0 on the CPU. */
+    int32_t multiprocessor_count;
+    /** Bytes of the CUDA device's L2 cache, e.g. for a benchmark whose data must not stay cached
+     * between calls; 0 on the CPU. */
+    int64_t l2_cache_bytes;
+    /** Bytes of the CUDA device's global memory; 0 on the CPU. */
+    int64_t memory_bytes;
 } ne_context_info;
 
 /** Describes a context. */

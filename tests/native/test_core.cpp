@@ -1,6 +1,8 @@
 // The core of the C ABI: versions, errors, contexts, tensors, views, copies and live counters.
 #include "test_support.hpp"
 
+#include <cstddef>
+#include <cstring>
 #include <limits>
 #include <thread>
 
@@ -72,7 +74,28 @@ TEST(Context, CreatesCpuContextWithRequestedThreads) {
     EXPECT_EQ(info.num_threads, 3);
     EXPECT_EQ(info.simd_level, NE_SIMD_LEVEL_SCALAR);
     EXPECT_STRNE(info.device_name, "");
+    EXPECT_EQ(info.compute_capability, 0);
+    EXPECT_EQ(info.multiprocessor_count, 0);
+    EXPECT_EQ(info.l2_cache_bytes, 0);
+    EXPECT_EQ(info.memory_bytes, 0);
     NE_EXPECT_OK(ne_context_synchronize(context.get()));
+}
+
+// A caller built before the device properties joined ne_context_info passes the shorter struct:
+// it is filled up to its size and not a byte further; a size below that is refused.
+TEST(Context, InfoServesTheStructOfEarlierCallers) {
+    Context context = make_cpu_context(2, NE_SIMD_LEVEL_SCALAR);
+    ne_context_info info{};
+    std::memset(&info, 0x5a, sizeof info);
+    info.struct_size = offsetof(ne_context_info, compute_capability);
+    NE_ASSERT_OK(ne_context_get_info(context.get(), &info));
+    EXPECT_EQ(info.num_threads, 2);
+    EXPECT_STRNE(info.device_name, "");
+    EXPECT_EQ(info.compute_capability, 0x5a5a5a5a);
+    EXPECT_EQ(info.memory_bytes, 0x5a5a5a5a5a5a5a5a);
+    info.struct_size = offsetof(ne_context_info, compute_capability) - 4;
+    EXPECT_TRUE(fails_with(ne_context_get_info(context.get(), &info), NE_STATUS_VERSION_MISMATCH,
+                           {"ne_context_get_info", "'out_info'", "struct_size"}));
 }
 
 // The CPU never queues work: no host waits, no pending checks; the struct's size is validated.

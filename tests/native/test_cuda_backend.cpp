@@ -79,6 +79,11 @@ TEST(CudaBackend, ContextDescribesTheDevice) {
     EXPECT_EQ(info.backend, NE_BACKEND_CUDA);
     EXPECT_EQ(info.device_index, 0);
     EXPECT_STRNE(info.device_name, "");
+    // The library's kernels are built for sm_80 and later.
+    EXPECT_GE(info.compute_capability, 80);
+    EXPECT_GT(info.multiprocessor_count, 0);
+    EXPECT_GT(info.l2_cache_bytes, 0);
+    EXPECT_GT(info.memory_bytes, info.l2_cache_bytes);
     NE_EXPECT_OK(ne_context_synchronize(context.get()));
 }
 

@@ -34,10 +34,30 @@ internal static class InfoCommand
         Row("Hardware threads", system.HardwareThreads.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Row("CUDA compiled", system.CudaCompiled ? "yes" : "no");
         Row("CUDA devices", system.CudaDeviceCount.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        for (var index = 0; system.CudaCompiled && index < system.CudaDeviceCount; index++)
+        {
+            Row($"CUDA device {index}", DescribeCudaDevice(index));
+        }
         var setting = Environment.GetEnvironmentVariable(BackendSetting.EnvironmentVariable);
         Row(BackendSetting.EnvironmentVariable, string.IsNullOrWhiteSpace(setting) ? "unset" : setting);
         Row("Backend auto picks", system.CudaCompiled && system.CudaDeviceCount > 0 ? "cuda:0" : "cpu");
         AnsiConsole.Write(grid);
         return ExitCodes.Success;
+    }
+
+    private static string DescribeCudaDevice(int index)
+    {
+        try
+        {
+            using var context = Context.Create(new ContextOptions { Backend = Backend.Cuda, DeviceIndex = index });
+            var culture = System.Globalization.CultureInfo.InvariantCulture;
+            return string.Create(culture,
+                $"{context.DeviceName}, sm_{context.ComputeCapability}, {context.MultiprocessorCount} SMs, " +
+                $"{context.L2CacheBytes / (1024.0 * 1024.0):0.#} MiB L2, {context.MemoryBytes / (1024.0 * 1024.0 * 1024.0):0.#} GiB");
+        }
+        catch (NativeEngineException e)
+        {
+            return $"unavailable: {e.Message}";
+        }
     }
 }

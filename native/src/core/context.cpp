@@ -2,6 +2,7 @@
 #include "cpu_features.hpp"
 #include "validate.hpp"
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -213,7 +214,7 @@ NE_API ne_status ne_context_create(const ne_context_options* options, ne_context
             auto context = std::make_unique<ne_context>();
             context->backend = NE_BACKEND_CUDA;
             context->device_index = opts.device_index;
-            context->device = open_cuda_device(opts.device_index, context->counters, &context->device_name);
+            context->device = open_cuda_device(opts.device_index, context->counters, &context->description);
             // Host-side work of a device context (argument checks, launches) runs on the caller's thread.
             context->num_threads = 1;
             context->simd_level = NE_SIMD_LEVEL_SCALAR;
@@ -229,7 +230,7 @@ NE_API ne_status ne_context_create(const ne_context_options* options, ne_context
         context->device_index = 0;
         context->num_threads = opts.num_threads == 0 ? hardware_threads() : opts.num_threads;
         context->simd_level = opts.simd_level == NE_SIMD_LEVEL_AUTO ? best : opts.simd_level;
-        context->device_name = cpu_model_name();
+        context->description.name = cpu_model_name();
         context->pool = std::make_unique<ThreadPool>(context->num_threads);
         global_counters().contexts.fetch_add(1, std::memory_order_relaxed);
         *out_context = context.release();
@@ -253,8 +254,13 @@ NE_API ne_status ne_context_get_info(const ne_context* context, ne_context_info*
         info.device_index = ctx.device_index;
         info.num_threads = ctx.num_threads;
         info.simd_level = ctx.simd_level;
-        std::strncpy(info.device_name, ctx.device_name.c_str(), sizeof info.device_name - 1);
-        write_info(out_info, info, "out_info", sizeof(ne_context_info));
+        std::strncpy(info.device_name, ctx.description.name.c_str(), sizeof info.device_name - 1);
+        info.compute_capability = ctx.description.compute_capability;
+        info.multiprocessor_count = ctx.description.multiprocessor_count;
+        info.l2_cache_bytes = ctx.description.l2_cache_bytes;
+        info.memory_bytes = ctx.description.memory_bytes;
+        // Callers built before the device properties were added pass the shorter struct.
+        write_info(out_info, info, "out_info", offsetof(ne_context_info, compute_capability));
     });
 }
 

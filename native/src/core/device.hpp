@@ -104,10 +104,19 @@ public:
                                     const DeviceKeyLengths& key_lengths) = 0;
 };
 
+// What ne_context_info reports of a context's device (queried from the device, never assumed).
+struct DeviceDescription {
+    std::string name;
+    int32_t compute_capability = 0;
+    int32_t multiprocessor_count = 0;
+    int64_t l2_cache_bytes = 0;
+    int64_t memory_bytes = 0;
+};
+
 // Opens CUDA device `index` for a context whose memory statistics are `counters` (they outlive
-// the device). Sets *device_name. Throws ne::Error: NE_STATUS_BACKEND_UNAVAILABLE without the
+// the device). Sets *description. Throws ne::Error: NE_STATUS_BACKEND_UNAVAILABLE without the
 // CUDA backend, a driver or a device; NE_STATUS_INVALID_ARGUMENT for an index out of range.
-std::unique_ptr<Device> open_cuda_device(int32_t index, MemoryCounters& counters, std::string* device_name);
+std::unique_ptr<Device> open_cuda_device(int32_t index, MemoryCounters& counters, DeviceDescription* description);
 
 // Whether this library has the CUDA backend, and how many devices it sees (0 without a driver).
 bool cuda_compiled() noexcept;

@@ -5,7 +5,7 @@
 
 namespace ne {
 
-std::unique_ptr<Device> open_cuda_device(int32_t, MemoryCounters&, std::string*) {
+std::unique_ptr<Device> open_cuda_device(int32_t, MemoryCounters&, DeviceDescription*) {
     fail(NE_STATUS_BACKEND_UNAVAILABLE,
          "the CUDA backend is not compiled into this library (libnativeengine); load libnativeengine_cuda");
 }

@@ -51,7 +51,7 @@ struct ne_context {
     int32_t device_index = 0;
     int32_t num_threads = 1;
     ne_simd_level simd_level = NE_SIMD_LEVEL_SCALAR;
-    std::string device_name;
+    ne::DeviceDescription description;
     std::unique_ptr<ne::ThreadPool> pool;
     ne::MemoryCounters counters;
     // The device of a device backend (CUDA), or null on the CPU. Declared after the counters:

@@ -200,7 +200,11 @@ public:
         check(cudaSetDevice(index), "cudaSetDevice");
         cudaDeviceProp properties{};
         check(cudaGetDeviceProperties(&properties, index), "cudaGetDeviceProperties");
-        name_ = properties.name;
+        description_.name = properties.name;
+        description_.compute_capability = properties.major * 10 + properties.minor;
+        description_.multiprocessor_count = properties.multiProcessorCount;
+        description_.l2_cache_bytes = properties.l2CacheSize;
+        description_.memory_bytes = static_cast<int64_t>(properties.totalGlobalMem);
         queue_.sm_count = properties.multiProcessorCount;
         queue_.max_shared_bytes_per_block = static_cast<int64_t>(properties.sharedMemPerBlockOptin);
         int pools = 0;
@@ -235,7 +239,7 @@ public:
         release_handles();
     }
 
-    const std::string& name() const { return name_; }
+    const DeviceDescription& description() const { return description_; }
 
     void* allocate(int64_t bytes) override {
         select();
@@ -452,7 +456,7 @@ private:
     }
 
     Queue queue_{};
-    std::string name_;
+    DeviceDescription description_;
     // Released after the destructor's body has waited for the stream.
     DeferredChecks checks_;
     PinnedUploads uploads_;
@@ -463,7 +467,7 @@ private:
 
 namespace ne {
 
-std::unique_ptr<Device> open_cuda_device(int32_t index, MemoryCounters& counters, std::string* device_name) {
+std::unique_ptr<Device> open_cuda_device(int32_t index, MemoryCounters& counters, DeviceDescription* description) {
     int count = 0;
     const cudaError_t status = cudaGetDeviceCount(&count);
     if (status != cudaSuccess || count == 0) {
@@ -477,7 +481,7 @@ std::unique_ptr<Device> open_cuda_device(int32_t index, MemoryCounters& counters
              count, " CUDA device", count == 1 ? "" : "s", " visible)");
     }
     auto device = std::make_unique<cuda::CudaDevice>(index, counters);
-    *device_name = device->name();
+    *description = device->description();
     return device;
 }
 

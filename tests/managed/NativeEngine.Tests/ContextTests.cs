@@ -14,6 +14,29 @@ public sealed class ContextTests
         Assert.Equal(system.BestSimdLevel, context.SimdLevel);
         Assert.NotEqual(SimdLevel.Auto, context.SimdLevel);
         Assert.False(string.IsNullOrWhiteSpace(context.DeviceName));
+        Assert.Equal(0, context.ComputeCapability);
+        Assert.Equal(0, context.MultiprocessorCount);
+        Assert.Equal(0, context.L2CacheBytes);
+        Assert.Equal(0, context.MemoryBytes);
+    }
+
+    [Fact]
+    public void ACudaContextDescribesItsDevice()
+    {
+        var system = Engine.GetSystemInfo();
+        if (!system.CudaCompiled || system.CudaDeviceCount == 0)
+        {
+            Assert.Skip("No CUDA device.");
+        }
+
+        using var context = Context.Create(new ContextOptions { Backend = Backend.Cuda });
+
+        Assert.Equal(Backend.Cuda, context.Backend);
+        Assert.False(string.IsNullOrWhiteSpace(context.DeviceName));
+        Assert.True(context.ComputeCapability >= 80, $"compute capability {context.ComputeCapability}");
+        Assert.True(context.MultiprocessorCount > 0);
+        Assert.True(context.L2CacheBytes > 0);
+        Assert.True(context.MemoryBytes > context.L2CacheBytes);
     }
 
     [Fact]

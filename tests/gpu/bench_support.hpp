@@ -10,6 +10,7 @@
 #include "nativeengine.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -92,6 +93,15 @@ inline double time_ms(ne_context* context, const std::function<void()>& step) {
         if (seconds > 0.5 || iterations >= (1 << 16)) return seconds * 1e3 / iterations;
         iterations *= seconds < 0.05 ? 10 : 2;
     }
+}
+
+// How many sets of tensors a memory-bound case rotates over so that, between two uses of a set,
+// the calls on the others move at least twice the device's L2 cache (`call_bytes` each): its
+// data then comes from memory, as in a model whose other layers ran in between. A smoke run
+// rotates over 2.
+inline int rotation_sets(const ne_context_info& info, double call_bytes) {
+    if (smoke()) return 2;
+    return 1 + static_cast<int>(std::ceil(2.0 * static_cast<double>(info.l2_cache_bytes) / call_bytes));
 }
 
 // One call per step, its status checked.

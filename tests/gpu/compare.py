@@ -2,7 +2,8 @@
 
 Usage: compare.py OURS THEIRS, two files of "RESULT <name> <ms> <rate> <unit>" lines. Prints one
 row per case name found in either, with the ratio PyTorch time / our time (above 1: ours is
-faster), the int8 GEMM's speed-up over our and PyTorch's bf16 GEMM at 4096^3, and each attention
+faster), each LayerNorm case against issue 5's goal (2.5 TB/s, at least PyTorch's speed) and as a
+share of the copy of the same bytes measured in the same run, the int8 GEMM's speed-up over our and PyTorch's bf16 GEMM at 4096^3, and each attention
 case against the goals of issue 6 (forward at least PyTorch's speed, backward at least 0.8x; our
 backward with atomic dq, "_backward_atomic", and the deterministic one both against PyTorch's).
 """
@@ -28,6 +29,15 @@ def main():
         cell = lambda r, i: f"{r[i]:10.4f}" if r else f"{'-':>10}"
         rate = lambda r: f"{r[1]:9.3f} {r[2]:>6}" if r else f"{'-':>16}"
         print(f"{name:50} {cell(o, 0)} {cell(t, 0)} {rate(o)} {rate(t)} {ratio}")
+    copy = ours.get("copy_f32_4096x1024")
+    for name, (ms, rate, unit) in ours.items():
+        if not name.startswith("layernorm_") or unit != "TB/s":
+            continue
+        # Issue 5's goal: 2.5 TB/s or more, and at least PyTorch's speed.
+        verdict = "meets" if rate >= 2.5 and (name not in theirs or theirs[name][0] >= ms) else "misses"
+        of_copy = f", {rate / copy[1]:.0%} of our copy's {copy[1]:.2f} TB/s" if copy else ""
+        of_torch = f", {theirs[name][0] / ms:.2f}x PyTorch's speed" if name in theirs else ""
+        print(f"{name}: {rate:.2f} TB/s{of_copy}{of_torch} ({verdict} the goal of 2.5 TB/s and PyTorch's speed)")
     for label, results in (("our", ours), ("PyTorch's", theirs)):
         if "gemm_int8_i32_4096" in ours and "gemm_bf16_4096" in results:
             speedup = results["gemm_bf16_4096"][0] / ours["gemm_int8_i32_4096"][0]

@@ -44,37 +44,72 @@ int main() {
     check(ne_context_get_info(context, &info), "ne_context_get_info");
     std::printf("DEVICE %s\n", info.device_name);
 
-    // Fused residual + LayerNorm at [4096, 1024].
-    if (selected("layernorm_")) {
+    // Fused residual + LayerNorm at [4096, 1024] f32, and a device-to-device copy of the same
+    // bytes as the ceiling of these bandwidth-bound kernels, measured in the same run. One call
+    // moves 32 to 64 MiB, which an H100's 50 MB L2 would mostly keep between calls: the cases
+    // rotate over sets of tensors (`rotation_sets`) so that every call reads memory, not L2.
+    if (selected("copy_f32_4096x1024") || selected("layernorm_forward_4096x1024") ||
+        selected("layernorm_residual_forward_4096x1024") || selected("layernorm_backward_4096x1024")) {
         const int64_t N = scaled(4096, 8), C = 1024;
-        ne_tensor* x = random_tensor(context, {N, C}, 1);
-        ne_tensor* residual = random_tensor(context, {N, C}, 2);
+        const double bytes = static_cast<double>(N * C) * sizeof(float);
+        const int sets = rotation_sets(info, 2 * bytes);
+        std::printf("ROTATION layernorm and copy: %d sets of tensors (L2 %lld bytes)\n", sets,
+                    static_cast<long long>(info.l2_cache_bytes));
+        struct Set {
+            ne_tensor *x, *residual, *y, *sum, *mean, *rstd, *dy, *dx;
+        };
+        std::vector<Set> rotation;
+        for (int i = 0; i < sets; ++i) {
+            const uint64_t seed = 16 * static_cast<uint64_t>(i);
+            rotation.push_back({random_tensor(context, {N, C}, seed + 1), random_tensor(context, {N, C}, seed + 2),
+                                tensor(context, NE_DTYPE_F32, {N, C}), tensor(context, NE_DTYPE_F32, {N, C}),
+                                tensor(context, NE_DTYPE_F32, {N}), tensor(context, NE_DTYPE_F32, {N}),
+                                random_tensor(context, {N, C}, seed + 5), tensor(context, NE_DTYPE_F32, {N, C})});
+        }
         ne_tensor* gamma = random_tensor(context, {C}, 3);
         ne_tensor* beta = random_tensor(context, {C}, 4);
-        ne_tensor* y = tensor(context, NE_DTYPE_F32, {N, C});
-        ne_tensor* sum = tensor(context, NE_DTYPE_F32, {N, C});
-        ne_tensor* mean = tensor(context, NE_DTYPE_F32, {N});
-        ne_tensor* rstd = tensor(context, NE_DTYPE_F32, {N});
-        ne_tensor* dy = random_tensor(context, {N, C}, 5);
-        ne_tensor* dx = tensor(context, NE_DTYPE_F32, {N, C});
         ne_tensor* dgamma = tensor(context, NE_DTYPE_F32, {C});
         ne_tensor* dbeta = tensor(context, NE_DTYPE_F32, {C});
         const ne_norm_params params{sizeof(ne_norm_params), 1e-5f, 0};
-        const double bytes = static_cast<double>(N * C) * sizeof(float);
-        double ms = time_ms(context, [&] { return ne_layernorm_forward(context, &params, x, nullptr, gamma, beta, y, nullptr, mean, rstd); },
-                            "ne_layernorm_forward");
-        report("layernorm_forward_4096x1024", ms, 2 * bytes / (ms * 1e-3) / 1e12, "TB/s");
-        ms = time_ms(context, [&] { return ne_layernorm_forward(context, &params, x, residual, gamma, beta, y, sum, mean, rstd); },
-                     "ne_layernorm_forward (residual)");
-        report("layernorm_residual_forward_4096x1024", ms, 4 * bytes / (ms * 1e-3) / 1e12, "TB/s");
-        ms = time_ms(context, [&] { return ne_layernorm_backward(context, &params, dy, nullptr, sum, gamma, mean, rstd, dx, dgamma, dbeta); },
-                     "ne_layernorm_backward");
-        report("layernorm_backward_4096x1024", ms, 3 * bytes / (ms * 1e-3) / 1e12, "TB/s");
-        for (ne_tensor* t : {x, residual, gamma, beta, y, sum, mean, rstd, dy, dx, dgamma, dbeta}) ne_tensor_destroy(t);
+        size_t call = 0;
+        const auto next = [&]() -> Set& { return rotation[call++ % rotation.size()]; };
+        if (selected("copy_f32_4096x1024")) {
+            const double ms = time_ms(context, [&] { const Set& t = next(); return ne_tensor_copy(t.y, t.x); }, "ne_tensor_copy");
+            report("copy_f32_4096x1024", ms, 2 * bytes / (ms * 1e-3) / 1e12, "TB/s");
+        }
+        if (selected("layernorm_forward_4096x1024")) {
+            const double ms = time_ms(context, [&] {
+                const Set& t = next();
+                return ne_layernorm_forward(context, &params, t.x, nullptr, gamma, beta, t.y, nullptr, t.mean, t.rstd);
+            }, "ne_layernorm_forward");
+            report("layernorm_forward_4096x1024", ms, 2 * bytes / (ms * 1e-3) / 1e12, "TB/s");
+        }
+        // Every set's sum, mean and rstd, which the backward reads, come from this forward.
+        const auto residual_forward = [&] {
+            const Set& t = next();
+            return ne_layernorm_forward(context, &params, t.x, t.residual, gamma, beta, t.y, t.sum, t.mean, t.rstd);
+        };
+        for (int i = 0; i < sets; ++i) check(residual_forward(), "ne_layernorm_forward (residual)");
+        if (selected("layernorm_residual_forward_4096x1024")) {
+            const double ms = time_ms(context, residual_forward, "ne_layernorm_forward (residual)");
+            report("layernorm_residual_forward_4096x1024", ms, 4 * bytes / (ms * 1e-3) / 1e12, "TB/s");
+        }
+        if (selected("layernorm_backward_4096x1024")) {
+            const double ms = time_ms(context, [&] {
+                const Set& t = next();
+                return ne_layernorm_backward(context, &params, t.dy, nullptr, t.sum, gamma, t.mean, t.rstd, t.dx, dgamma, dbeta);
+            }, "ne_layernorm_backward");
+            report("layernorm_backward_4096x1024", ms, 3 * bytes / (ms * 1e-3) / 1e12, "TB/s");
+        }
+        for (const Set& t : rotation) {
+            for (ne_tensor* each : {t.x, t.residual, t.y, t.sum, t.mean, t.rstd, t.dy, t.dx}) ne_tensor_destroy(each);
+        }
+        for (ne_tensor* t : {gamma, beta, dgamma, dbeta}) ne_tensor_destroy(t);
     }
 
     // GEMMs at 4096^3: int8 (int32 output, and f32 with the dequantizing epilogue), f32 and bf16.
-    if (selected("gemm_")) {
+    if (selected("gemm_int8_i32_4096") || selected("gemm_int8_f32_4096") || selected("gemm_f32_4096") ||
+        selected("gemm_tf32_4096") || selected("gemm_bf16_4096")) {
         const int64_t n = scaled(4096, 64);
         const double operations = 2.0 * static_cast<double>(n) * n * n;
         ne_tensor* a = tensor(context, NE_DTYPE_I8, {n, n});
@@ -146,7 +181,7 @@ int main() {
 
     // Decoding one token against a bf16 key/value cache: B = 4, H = 32 over Hkv = 8, D = 128, 8192
     // cached keys; the rate is the cache bytes read per second.
-    if (selected("attention_bf16_decode")) {
+    if (selected("attention_bf16_decode_b4_h32_kv8_d128_t8192")) {
         const int64_t B = 4, H = 32, Hkv = 8, D = 128, Tk = scaled(8192, 300);
         ne_tensor* q = random_bf16_tensor(context, {B, 1, H, D}, 21);
         ne_tensor* k = random_bf16_tensor(context, {B, Tk, Hkv, D}, 22);

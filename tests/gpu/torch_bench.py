@@ -1,8 +1,12 @@
 """PyTorch's side of the GPU benchmarks (tests/gpu/run.sh): the cases of gpu_bench.cpp, same
-shapes and names, timed with CUDA events (mean per call after warm-up).
+shapes, names and rotation over sets of tensors, timed with CUDA events (mean per call after
+warm-up).
 
 Output, one line per case: RESULT <name> <milliseconds> <rate> <unit>
 """
+import itertools
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -32,24 +36,7 @@ def report(name, ms, rate, unit):
 def main():
     device = torch.device("cuda")
     print(f"DEVICE {torch.cuda.get_device_name(device)}")
-    n_rows, channels = 4096, 1024
-    x = torch.rand(n_rows, channels, device=device) * 2 - 1
-    residual = torch.rand_like(x) * 2 - 1
-    gamma = torch.rand(channels, device=device) * 2 - 1
-    beta = torch.rand(channels, device=device) * 2 - 1
-    size = n_rows * channels * 4
-    ms = time_ms(lambda: F.layer_norm(x, (channels,), gamma, beta, 1e-5))
-    report("layernorm_forward_4096x1024", ms, 2 * size / (ms * 1e-3) / 1e12, "TB/s")
-    ms = time_ms(lambda: F.layer_norm(x + residual, (channels,), gamma, beta, 1e-5))
-    report("layernorm_residual_forward_4096x1024", ms, 4 * size / (ms * 1e-3) / 1e12, "TB/s")
-
-    # The backward kernels themselves (dx, dgamma, dbeta from the saved mean and rstd), as ours are
-    # timed: through autograd.grad, the engine's host time per call would exceed these ~20 us kernels.
-    _, mean, rstd = torch.ops.aten.native_layer_norm(x, [channels], gamma, beta, 1e-5)
-    dy = torch.rand_like(x)
-    ms = time_ms(lambda: torch.ops.aten.native_layer_norm_backward(dy, x, [channels], mean, rstd, gamma, beta,
-                                                                   [True, True, True]))
-    report("layernorm_backward_4096x1024", ms, 3 * size / (ms * 1e-3) / 1e12, "TB/s")
+    layer_norm(device)
 
     n = 4096
     operations = 2.0 * n * n * n
@@ -74,6 +61,48 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
 
     attention(device)
+
+
+def rotation_sets(device, call_bytes):
+    """As in gpu_bench.cpp: enough sets of tensors that, between two uses of a set, the calls on
+    the others move at least twice the L2 cache, so that every call reads memory."""
+    l2_bytes = torch.cuda.get_device_properties(device).L2_cache_size
+    return 1 + math.ceil(2.0 * l2_bytes / call_bytes)
+
+
+def layer_norm(device):
+    """F.layer_norm at [4096, 1024] f32 and a copy of the same bytes, rotating over sets of
+    tensors as gpu_bench.cpp does; the backward kernel itself, from the saved mean and rstd."""
+    n_rows, channels = 4096, 1024
+    size = n_rows * channels * 4
+    sets = []
+    for _ in range(rotation_sets(device, 2 * size)):
+        x = torch.rand(n_rows, channels, device=device) * 2 - 1
+        sets.append({"x": x, "residual": torch.rand_like(x) * 2 - 1, "y": torch.empty_like(x), "dy": torch.rand_like(x)})
+    print(f"ROTATION layernorm and copy: {len(sets)} sets of tensors")
+    gamma = torch.rand(channels, device=device) * 2 - 1
+    beta = torch.rand(channels, device=device) * 2 - 1
+    calls = itertools.cycle(sets)
+
+    def rotating(call):
+        """A step that calls `call` on the next set in turn."""
+        return lambda: call(next(calls))
+
+    ms = time_ms(rotating(lambda t: t["y"].copy_(t["x"])))
+    report("copy_f32_4096x1024", ms, 2 * size / (ms * 1e-3) / 1e12, "TB/s")
+    ms = time_ms(rotating(lambda t: F.layer_norm(t["x"], (channels,), gamma, beta, 1e-5)))
+    report("layernorm_forward_4096x1024", ms, 2 * size / (ms * 1e-3) / 1e12, "TB/s")
+    # PyTorch has no fused residual LayerNorm: the add, then the norm (as a model would write it).
+    ms = time_ms(rotating(lambda t: F.layer_norm(t["x"] + t["residual"], (channels,), gamma, beta, 1e-5)))
+    report("layernorm_residual_forward_4096x1024", ms, 4 * size / (ms * 1e-3) / 1e12, "TB/s")
+
+    # The backward kernels themselves (dx, dgamma, dbeta from the saved mean and rstd), as ours are
+    # timed: through autograd.grad, the engine's host time per call would exceed these ~20 us kernels.
+    for t in sets:
+        _, t["mean"], t["rstd"] = torch.ops.aten.native_layer_norm(t["x"], [channels], gamma, beta, 1e-5)
+    ms = time_ms(rotating(lambda t: torch.ops.aten.native_layer_norm_backward(
+        t["dy"], t["x"], [channels], t["mean"], t["rstd"], gamma, beta, [True, True, True])))
+    report("layernorm_backward_4096x1024", ms, 3 * size / (ms * 1e-3) / 1e12, "TB/s")
 
 
 def attention(device):

@@ -34,6 +34,41 @@ function(ne_pick_cuda_host_compiler)
   endif()
 endfunction()
 
+# NE_CUBLAS_ROOT: a cuBLAS outside the CUDA toolkit, used instead of the toolkit's, e.g. the one
+# PyTorch's wheels install (site-packages/nvidia/cublas, with lib/libcublas.so.<major> and
+# include/cublas_v2.h) on a machine whose toolkit has nvcc but no cuBLAS.
+set(NE_CUBLAS_ROOT "" CACHE PATH "cuBLAS and cuBLASLt to use instead of the CUDA toolkit's (with lib/ and include/)")
+
+# ne_find_cublas(): the INTERFACE target ne_cublas (cuBLAS and cuBLASLt, with their headers), from
+# NE_CUBLAS_ROOT when it is set, else from the toolkit; no target when neither has them.
+function(ne_find_cublas)
+  if(TARGET ne_cublas)
+    return()
+  endif()
+  if(NE_CUBLAS_ROOT)
+    set(libraries "")
+    foreach(name cublas cublasLt)
+      # Wheels ship only the versioned file (libcublas.so.13), which find_library does not match.
+      file(GLOB candidates "${NE_CUBLAS_ROOT}/lib/lib${name}.so" "${NE_CUBLAS_ROOT}/lib/lib${name}.so.[0-9]*")
+      list(SORT candidates)
+      list(LENGTH candidates count)
+      if(count EQUAL 0 OR NOT EXISTS "${NE_CUBLAS_ROOT}/include/cublas_v2.h")
+        message(FATAL_ERROR "NE_CUBLAS_ROOT=${NE_CUBLAS_ROOT} has no lib/lib${name}.so* or no include/cublas_v2.h")
+      endif()
+      list(GET candidates 0 library)
+      list(APPEND libraries "${library}")
+    endforeach()
+    add_library(ne_cublas INTERFACE)
+    target_include_directories(ne_cublas SYSTEM INTERFACE "${NE_CUBLAS_ROOT}/include")
+    target_link_libraries(ne_cublas INTERFACE ${libraries})
+    message(STATUS "cuBLAS from NE_CUBLAS_ROOT: ${libraries}")
+  elseif(TARGET CUDA::cublas AND TARGET CUDA::cublasLt)
+    add_library(ne_cublas INTERFACE)
+    target_link_libraries(ne_cublas INTERFACE CUDA::cublas CUDA::cublasLt)
+    message(STATUS "cuBLAS from the CUDA toolkit: ${CUDA_cublas_LIBRARY}")
+  endif()
+endfunction()
+
 if(NOT NE_CUDA STREQUAL "OFF")
   # A compiler not found by an earlier configure (before nvcc was installed) is looked for again.
   if(DEFINED CACHE{CMAKE_CUDA_COMPILER} AND NOT CMAKE_CUDA_COMPILER)
@@ -53,7 +88,8 @@ if(NOT NE_CUDA STREQUAL "OFF")
       set(CMAKE_CUDA_ARCHITECTURES "80;90;90a" CACHE STRING "CUDA architectures" FORCE)
     endif()
     find_package(CUDAToolkit)
-    if(CUDAToolkit_FOUND AND TARGET CUDA::cublas AND TARGET CUDA::cublasLt AND TARGET CUDA::cudart_static)
+    ne_find_cublas()
+    if(CUDAToolkit_FOUND AND TARGET ne_cublas AND TARGET CUDA::cudart_static)
       set(NE_HAVE_CUDA ON)
     endif()
   endif()

@@ -97,7 +97,26 @@ configure_args=(-S . -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release -DNE
 if [[ ! -e /usr/include/gtest/gtest.h && -d .device/googletest ]]; then
   configure_args+=(-DNE_GTEST_SOURCE_DIR="$root/.device/googletest")
 fi
-build_native() { cmake "${configure_args[@]}" && cmake --build "$build" --parallel "$(nproc)"; }
+# cuBLAS comes with a full CUDA toolkit. Where the toolkit has none (nvcc alone), the configure
+# fails, and is tried again with the cuBLAS that PyTorch's wheels installed (lib/libcublas.so.N and
+# include/cublas_v2.h under site-packages/nvidia).
+wheel_cublas_root() {
+  local site library
+  site=$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null) || return 1
+  library=$(find "$site/nvidia" -path '*/lib/libcublas.so*' 2>/dev/null | sort | head -n 1)
+  [[ -n $library && -f $(dirname "$(dirname "$library")")/include/cublas_v2.h ]] || return 1
+  dirname "$(dirname "$library")"
+}
+build_native() {
+  if ! cmake "${configure_args[@]}"; then
+    local cublas_root
+    cublas_root=$(wheel_cublas_root) || return 1
+    echo "The configure failed; trying again with the cuBLAS of PyTorch's wheels: $cublas_root"
+    rm -f "$build/CMakeCache.txt"
+    cmake "${configure_args[@]}" -DNE_CUBLAS_ROOT="$cublas_root" || return 1
+  fi
+  cmake --build "$build" --parallel "$(nproc)"
+}
 if wants build || [[ ! -x $build/tests/native/nativeengine_cuda_tests ]]; then
   section "Build (nvcc, sm_$arch)" build_native || {
     echo "the build failed; nothing else can run" >&2

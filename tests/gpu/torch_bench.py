@@ -126,11 +126,13 @@ def attention(device):
 
     batch, heads, kv_heads, head_dim, cached = 4, 32, 8, 128, 8192
     q = (torch.rand(batch, 1, heads, head_dim, device=device, dtype=torch.bfloat16) * 2 - 1).transpose(1, 2)
-    k, v = ((torch.rand(batch, cached, kv_heads, head_dim, device=device, dtype=torch.bfloat16) * 2 - 1).transpose(1, 2)
-            for _ in range(2))
     cache_bytes = 2.0 * batch * cached * kv_heads * head_dim * 2
+    caches = itertools.cycle([
+        [(torch.rand(batch, cached, kv_heads, head_dim, device=device, dtype=torch.bfloat16) * 2 - 1).transpose(1, 2)
+         for _ in range(2)]
+        for _ in range(rotation_sets(device, cache_bytes))])
     with torch.no_grad():
-        ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
+        ms = time_ms(lambda: F.scaled_dot_product_attention(q, *next(caches), enable_gqa=True))
     report("attention_bf16_decode_b4_h32_kv8_d128_t8192", ms, cache_bytes / (ms * 1e-3) / 1e12, "TB/s")
 
 

@@ -326,6 +326,18 @@ cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* prefer
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// The one preference the library sets: the workspace bound, kept in data[0] and checked against
+// the workspace given to cublasLtMatmul.
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t preference,
+                                                    cublasLtMatmulPreferenceAttributes_t attribute, const void* buffer,
+                                                    size_t bytes) {
+    if (!preference || !buffer) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attribute != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (bytes != sizeof(uint64_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    std::memcpy(&preference->data[0], buffer, bytes);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t preference) {
     delete preference;
     return CUBLAS_STATUS_SUCCESS;
@@ -341,6 +353,8 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     if (!int8_tn(desc, a, b, c, d)) return CUBLAS_STATUS_NOT_SUPPORTED;
     results[0] = cublasLtMatmulHeuristicResult_t{};
     results[0].state = CUBLAS_STATUS_SUCCESS;
+    // As if the algorithm used all the workspace the preference allows.
+    results[0].workspaceSize = preference->data[0];
     *returned = 1;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -348,9 +362,13 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void* alpha, const void* A,
                               cublasLtMatrixLayout_t a_layout, const void* B, cublasLtMatrixLayout_t b_layout, const void* beta,
                               const void* C, cublasLtMatrixLayout_t c_layout, void* D, cublasLtMatrixLayout_t d_layout,
-                              const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t) {
+                              const cublasLtMatmulAlgo_t*, void* workspace, size_t workspace_bytes, cudaStream_t) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!desc || !alpha || !beta || !a_layout || !b_layout || !c_layout || !d_layout) return CUBLAS_STATUS_INVALID_VALUE;
+    if (workspace_bytes > 0 && !simt::is_device_range(workspace, workspace_bytes)) {
+        simt::report_misuse("cublasLtMatmul", "the workspace extends outside its device allocation");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
     if (!int8_tn(desc, a_layout, b_layout, c_layout, d_layout)) return CUBLAS_STATUS_NOT_SUPPORTED;
     const Layout la = fields(a_layout), lb = fields(b_layout), lc = fields(c_layout), ld = fields(d_layout);
     // op(A) = A^T is m x k (A stored k x m); op(B) = B is k x n; C and D are m x n.

@@ -163,7 +163,10 @@ bool gemm_int8_cublaslt(const Queue& queue, const cpu::GemmArgs& a, int32_t* acc
                                        a.a_row_stride) == CUBLAS_STATUS_SUCCESS &&
             cublasLtMatrixLayoutCreate(&c_layout, CUDA_R_32I, static_cast<uint64_t>(a.N), static_cast<uint64_t>(a.M),
                                        ldc) == CUBLAS_STATUS_SUCCESS &&
-            cublasLtMatmulPreferenceCreate(&preference) == CUBLAS_STATUS_SUCCESS;
+            cublasLtMatmulPreferenceCreate(&preference) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                 &queue.blas_lt_workspace_bytes,
+                                                 sizeof queue.blas_lt_workspace_bytes) == CUBLAS_STATUS_SUCCESS;
         cublasLtMatmulHeuristicResult_t heuristic{};
         int found = 0;
         if (layouts &&
@@ -172,7 +175,8 @@ bool gemm_int8_cublaslt(const Queue& queue, const cpu::GemmArgs& a, int32_t* acc
             found > 0) {
             const int32_t one = 1, zero = 0;
             status = cublasLtMatmul(queue.blas_lt, operation, &one, a.b, b_layout, a.a, a_layout, &zero, acc, c_layout, acc,
-                                    c_layout, &heuristic.algo, nullptr, 0, queue.stream);
+                                    c_layout, &heuristic.algo, queue.blas_lt_workspace, queue.blas_lt_workspace_bytes,
+                                    queue.stream);
             done = true;
         }
     }

@@ -29,6 +29,10 @@ struct Queue {
     cudaStream_t stream;
     cublasHandle_t blas;
     cublasLtHandle_t blas_lt;
+    // Device memory cuBLASLt's products may use: without it, its heuristic leaves out the
+    // algorithms that need a workspace (split-K among them).
+    void* blas_lt_workspace;
+    uint64_t blas_lt_workspace_bytes;
     int32_t device;
     int32_t sm_count;
     int64_t max_shared_bytes_per_block;  // the opt-in limit of dynamic shared memory

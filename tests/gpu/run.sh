@@ -195,6 +195,11 @@ elif [[ -f .device/dotnet.tgz && -f .device/managed.tgz ]]; then
       "$root/.device/dotnet/dotnet" .device/managed/NativeEngine.Cli.dll train --backend "$1" --out "$run/reversal"
     rm -rf "$run"
   }
+  # The CLI's quick side-by-side measurements (LayerNorm vs copy, int8 vs f32 GEMM, sampled vs
+  # full softmax loss, a training step vs its forward) through the managed API on CUDA.
+  section "CLI bench on CUDA (bench --backend cuda)" \
+    env DOTNET_ROOT="$root/.device/dotnet" NE_NATIVE_PATH="$root/$build/native/libnativeengine_cuda.so" \
+    "$root/.device/dotnet/dotnet" .device/managed/NativeEngine.Cli.dll bench --backend cuda
   section "Main job on CUDA (train --backend cuda)" main_job cuda
   section "Main job on the CPU of this machine (train --backend cpu)" main_job cpu
 else

@@ -69,8 +69,8 @@ internal static class BenchCommand
         var sum = Tensor.Create(context, Dtype.F32, rows, channels);
         var mean = Tensor.Create(context, Dtype.F32, rows);
         var rstd = Tensor.Create(context, Dtype.F32, rows);
-        var ln = Best(runs, () => Ops.LayerNormForward(context, x, residual, gamma, null, y, sum, mean, rstd));
-        var copy = Best(runs, () => y.CopyFrom(x));
+        var ln = Best(context, runs, () => Ops.LayerNormForward(context, x, residual, gamma, null, y, sum, mean, rstd));
+        var copy = Best(context, runs, () => y.CopyFrom(x));
         // LayerNorm reads x and the residual and writes y and their sum; the copy reads and writes one tensor.
         var bytes = 4.0 * rows * channels;
         return new Row("LayerNorm fwd + residual", $"{rows} x {channels}", 4 * bytes / ln / 1e9, "GB/s", "tensor copy", 2 * bytes / copy / 1e9);
@@ -85,8 +85,8 @@ internal static class BenchCommand
         var c = Tensor.Create(context, Dtype.F32, m, n);
         var (qa, sa) = Ops.Quantize(a);
         var (qb, sb) = Ops.Quantize(b);
-        var int8 = Best(runs, () => Ops.GemmInt8(context, qa, qb, sa, sb, null, c));
-        var fp32 = Best(runs, () => Ops.Gemm(context, a, b, c, transposeB: true));
+        var int8 = Best(context, runs, () => Ops.GemmInt8(context, qa, qb, sa, sb, null, c));
+        var fp32 = Best(context, runs, () => Ops.Gemm(context, a, b, c, transposeB: true));
         var ops = 2.0 * m * n * k;
         return new Row("int8 GEMM (fused dequant)", $"{m} x {n} x {k}", ops / int8 / 1e9, "GOPS", "fp32 GEMM", ops / fp32 / 1e9);
     }
@@ -103,8 +103,8 @@ internal static class BenchCommand
             ids[i] = (int)((i * 2654435761L) % vocabulary);
         }
         var targets = Tensor.FromArray<int>(context, ids, rows);
-        var sampled = Best(runs, () => Step(() => Fn.SampledSoftmaxLoss(hidden, weight, null, targets, samples, 7, rows)));
-        var full = Best(runs, () => Step(() => Fn.CrossEntropyLoss(hidden, weight, null, targets, rows)));
+        var sampled = Best(context, runs, () => Step(() => Fn.SampledSoftmaxLoss(hidden, weight, null, targets, samples, 7, rows)));
+        var full = Best(context, runs, () => Step(() => Fn.CrossEntropyLoss(hidden, weight, null, targets, rows)));
         return new Row("sampled softmax step", $"N={rows} D={dimension} V={vocabulary} S={samples}", rows / sampled, "rows/s", "full softmax CE step", rows / full);
     }
 
@@ -123,12 +123,12 @@ internal static class BenchCommand
         };
         using var model = new DecoderOnlyTransformer(context, config, 1);
         var batch = task.GetTrainingBatch(0, 32);
-        var forwardBackward = Best(runs, () =>
+        var forwardBackward = Best(context, runs, () =>
         {
             using var tape = new GradientTape();
             tape.Backward(model.Loss(batch, LossOptions.Full));
         });
-        var forward = Best(runs, () => model.EvaluateLoss(batch));
+        var forward = Best(context, runs, () => model.EvaluateLoss(batch));
         var tokens = (double)batch.BatchSize * batch.SequenceLength;
         return new Row("training step (fwd + bwd)", $"main job model, {batch.BatchSize} x {batch.SequenceLength}", tokens / forwardBackward, "tok/s", "forward only", tokens / forward);
     }
@@ -144,17 +144,35 @@ internal static class BenchCommand
         return Tensor.FromArray<float>(context, values, shape);
     }
 
-    private static double Best(int runs, Action action)
+    // The best of `runs` timings, in seconds per call. On a device, a call only queues work: each
+    // timing runs from one wait for the context to the next, over enough calls (found by doubling)
+    // to last 10 ms, so that the wait does not dwarf a short kernel.
+    private static double Best(Context context, int runs, Action action)
     {
         action();
+        var calls = 1;
+        while (Time(context, calls, action) < 0.01 && calls < 1 << 16)
+        {
+            calls *= 2;
+        }
         var best = double.MaxValue;
         for (var i = 0; i < runs; i++)
         {
-            var clock = Stopwatch.StartNew();
-            action();
-            best = Math.Min(best, clock.Elapsed.TotalSeconds);
+            best = Math.Min(best, Time(context, calls, action) / calls);
         }
         return best;
+    }
+
+    private static double Time(Context context, int calls, Action action)
+    {
+        context.Synchronize();
+        var clock = Stopwatch.StartNew();
+        for (var i = 0; i < calls; i++)
+        {
+            action();
+        }
+        context.Synchronize();
+        return clock.Elapsed.TotalSeconds;
     }
 
     private static string Format(double value) =>

@@ -62,6 +62,15 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void BenchMeasuresEveryKernelAndItsBaseline()
+    {
+        var (exitCode, errors) = Run("bench", "--repetitions", "1");
+
+        Assert.Empty(errors);
+        Assert.Equal(ExitCodes.Success, exitCode);
+    }
+
+    [Fact]
     public void InfoSucceeds()
     {
         var (exitCode, errors) = Run("info");
@@ -74,6 +83,7 @@ public sealed class CliTests
     [InlineData(new[] { "bogus" }, "unrecognized command or argument 'bogus'")]
     [InlineData(new[] { "info", "--frobnicate" }, "unrecognized command or argument '--frobnicate'")]
     [InlineData(new[] { "demo", "--threads", "abc" }, "'abc'")]
+    [InlineData(new[] { "bench", "--repetitions", "0" }, "--repetitions must be positive; got 0")]
     [InlineData(new[] { "demo", "--backend", "tpu" }, "tpu")]
     [InlineData(new[] { "demo", "--backend", "cuda:x" }, "--backend must be cpu, cuda, cuda:N (N a CUDA device index, 0 or more) or auto; got 'cuda:x'")]
     public void BadUsageIsOneErrorLineAndExitCode2(string[] args, string expected)

@@ -1,11 +1,13 @@
 """Sets NativeEngine's GPU benchmark lines beside PyTorch's (tests/gpu/run.sh).
 
-Usage: compare.py OURS THEIRS, two files of "RESULT <name> <ms> <rate> <unit>" lines. Prints one
-row per case name found in either, with the ratio PyTorch time / our time (above 1: ours is
-faster), each LayerNorm case against issue 5's goal (2.5 TB/s, at least PyTorch's speed) and as a
-share of the copy of the same bytes measured in the same run, the int8 GEMM's speed-up over our and PyTorch's bf16 GEMM at 4096^3, and each attention
-case against the goals of issue 6 (forward at least PyTorch's speed, backward at least 0.8x; our
-backward with atomic dq, "_backward_atomic", and the deterministic one both against PyTorch's).
+Usage: compare.py OURS THEIRS [LABEL LABEL], two files of "RESULT <name> <ms> <rate> <unit>"
+lines. Prints one row per case name found in either, with the ratio THEIRS time / OURS time
+(above 1: ours is faster). Against PyTorch (no labels), it then sets each LayerNorm case against
+issue 5's goal (2.5 TB/s, at least PyTorch's speed) and as a share of the copy of the same bytes
+measured in the same run, the int8 GEMM's speed-up over our and PyTorch's bf16 GEMM at 4096^3,
+and each attention case against the goals of issue 6 (forward at least PyTorch's speed, backward
+at least 0.8x; our backward with atomic dq, "_backward_atomic", and the deterministic one both
+against PyTorch's). With labels (two builds of ours, run.sh's tune stage), only the table.
 """
 import sys
 
@@ -22,13 +24,17 @@ def load(path):
 
 def main():
     ours, theirs = load(sys.argv[1]), load(sys.argv[2])
-    print(f"{'case':50} {'ours ms':>10} {'torch ms':>10} {'ours':>16} {'torch':>16} {'ratio':>7}")
+    labels = sys.argv[3:5] if len(sys.argv) >= 5 else ["ours", "torch"]
+    width = max(12, *(len(label) + 3 for label in labels))
+    print(f"{'case':50} {labels[0] + ' ms':>{width}} {labels[1] + ' ms':>{width}} {labels[0]:>16} {labels[1]:>16} {'ratio':>7}")
     for name in list(ours) + [n for n in theirs if n not in ours]:
         o, t = ours.get(name), theirs.get(name)
         ratio = f"{t[0] / o[0]:7.2f}" if o and t else "      -"
-        cell = lambda r, i: f"{r[i]:10.4f}" if r else f"{'-':>10}"
+        cell = lambda r, i: f"{r[i]:{width}.4f}" if r else f"{'-':>{width}}"
         rate = lambda r: f"{r[1]:9.3f} {r[2]:>6}" if r else f"{'-':>16}"
         print(f"{name:50} {cell(o, 0)} {cell(t, 0)} {rate(o)} {rate(t)} {ratio}")
+    if len(sys.argv) >= 5:
+        return
     copy = ours.get("copy_f32_4096x1024")
     for name, (ms, rate, unit) in ours.items():
         if not name.startswith("layernorm_") or unit != "TB/s":

@@ -4,7 +4,7 @@
 #
 #   tests/gpu/run.sh            every stage below; results into tests/gpu/results/<date>-<gpu>.md
 #   tests/gpu/run.sh build test  only these stages (build, test, sanitize, managed, bench, and
-#                               profile, which the default leaves out), e.g. to split the work
+#                               profile and tune, which the default leaves out), e.g. to split the work
 #                               across calls of a time-limited GPU session: the results file is
 #                               appended to, and build/gpu is reused
 #
@@ -22,7 +22,9 @@
 #    ratio;
 # 7. profile (only when named): Nsight Compute on one attention case (NE_PROFILE_CASE, default
 #    the bf16 D = 128 causal one), one launch of each tensor-core attention kernel: speed of light,
-#    occupancy, launch statistics, warp stalls and memory traffic, to tune the tile shapes by.
+#    occupancy, launch statistics, warp stalls and memory traffic, to tune the tile shapes by;
+# 8. tune (only when named): the attention benchmarks of a second build with other tile shapes
+#    (NE_TUNE_FLAGS) beside the default build's.
 # Environment: NE_CUDA_ARCH (default: the GPU's compute capability), NE_GPU_RESULTS (the file;
 # default: in $OUT when OUT names a directory, as on the lent GPU machine, where only $OUT comes
 # back, so that a run cut short by its time limit still returns what it wrote).
@@ -49,8 +51,8 @@ stages=("$@")
 [[ ${#stages[@]} -gt 0 ]] || stages=(build test sanitize managed bench)
 for stage in "${stages[@]}"; do
   case $stage in
-    build | test | sanitize | managed | bench | profile) ;;
-    *) echo "unknown stage '$stage'; expected build, test, sanitize, managed, bench or profile" >&2; exit 2 ;;
+    build | test | sanitize | managed | bench | profile | tune) ;;
+    *) echo "unknown stage '$stage'; expected build, test, sanitize, managed, bench, profile or tune" >&2; exit 2 ;;
   esac
 done
 wants() {
@@ -92,7 +94,7 @@ printf '\n# Stages: %s (%s UTC)\n' "${stages[*]}" "$(date -u +%H:%M)" >>"$result
 
 generator=Ninja
 command -v ninja >/dev/null || generator="Unix Makefiles"
-configure_args=(-S . -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON -DNE_CUDA_EMULATOR=OFF -DNE_BUILD_BENCHMARKS=OFF
+configure_args=(-S . -G "$generator" -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON -DNE_CUDA_EMULATOR=OFF -DNE_BUILD_BENCHMARKS=OFF
                 -DCMAKE_CUDA_ARCHITECTURES="$arch")
 if [[ ! -e /usr/include/gtest/gtest.h && -d .device/googletest ]]; then
   configure_args+=(-DNE_GTEST_SOURCE_DIR="$root/.device/googletest")
@@ -108,12 +110,12 @@ wheel_cublas_root() {
   dirname "$(dirname "$library")"
 }
 build_native() {
-  if ! cmake "${configure_args[@]}"; then
+  if ! cmake -B "$build" "${configure_args[@]}"; then
     local cublas_root
     cublas_root=$(wheel_cublas_root) || return 1
     echo "The configure failed; trying again with the cuBLAS of PyTorch's wheels: $cublas_root"
     rm -f "$build/CMakeCache.txt"
-    cmake "${configure_args[@]}" -DNE_CUBLAS_ROOT="$cublas_root" || return 1
+    cmake -B "$build" "${configure_args[@]}" -DNE_CUBLAS_ROOT="$cublas_root" || return 1
   fi
   cmake --build "$build" --parallel "$(nproc)"
 }
@@ -233,6 +235,32 @@ if wants profile; then
   else
     section "ncu" echo "ncu not found: skipped"
   fi
+fi
+
+# The attention tile shapes of attention.cu were derived without a GPU; tune builds the benchmark
+# a second time with the alternatives (NE_TUNE_FLAGS, default: 16 query rows per warp in the
+# forward instead of 32, and 4 warps, 64 keys, in the keys pass instead of 8 and 128) and times
+# the T = 4096 attention cases of both builds side by side (ratio = alternative's time / the
+# default's: above 1 means the default is faster).
+if wants tune; then
+  tune_build=build/gpu-tune
+  tune_flags=${NE_TUNE_FLAGS:--DNE_ATTENTION_FORWARD_ROW_TILES=1 -DNE_ATTENTION_KEYS_PASS_WARPS=4}
+  build_tune() {
+    local cublas_root
+    cublas_root=$(sed -n 's/^NE_CUBLAS_ROOT:PATH=//p' "$build/CMakeCache.txt" 2>/dev/null)
+    cmake -B "$tune_build" "${configure_args[@]}" -DNE_CUBLAS_ROOT="$cublas_root" -DCMAKE_CUDA_FLAGS="$tune_flags" &&
+      cmake --build "$tune_build" --parallel "$(nproc)" --target nativeengine_gpu_bench
+  }
+  tune_default=$(mktemp)
+  tune_variant=$(mktemp)
+  bench_attention() { NE_BENCH_ONLY=attention_bf16_b "$1/tests/gpu/nativeengine_gpu_bench" | tee "$2"; }
+  if section "Tune: build the attention alternatives ($tune_flags)" build_tune; then
+    section "Tune: attention, default shapes" bench_attention "$build" "$tune_default"
+    section "Tune: attention, alternatives ($tune_flags)" bench_attention "$tune_build" "$tune_variant"
+    section "Tune: side by side (ratio = alternative's time / default's: above 1 means the default is faster)" \
+      python3 tests/gpu/compare.py "$tune_default" "$tune_variant" default alternative
+  fi
+  rm -f "$tune_default" "$tune_variant"
 fi
 
 if ! wants bench; then

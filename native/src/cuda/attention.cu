@@ -488,8 +488,18 @@ struct RegisterTiles {
     static_assert(kSharedBytes <= kSharedBudget, "the tiles of a block must fit the shared memory budget");
 };
 
+// NE_ATTENTION_FORWARD_ROW_TILES (1 or 2) overrides the forward's 16-row tiles per warp, and
+// NE_ATTENTION_KEYS_PASS_WARPS (4 or 8) the keys pass's warps, for A/B builds on a GPU
+// (tests/gpu/run.sh tune); the defaults are the shapes derived here.
+#ifndef NE_ATTENTION_FORWARD_ROW_TILES
+#define NE_ATTENTION_FORWARD_ROW_TILES 2
+#endif
+#ifndef NE_ATTENTION_KEYS_PASS_WARPS
+#define NE_ATTENTION_KEYS_PASS_WARPS 8
+#endif
+
 template <int kHeadDim>
-using ForwardRegisterTiles = RegisterTiles<kHeadDim, 2, 1>;
+using ForwardRegisterTiles = RegisterTiles<kHeadDim, NE_ATTENTION_FORWARD_ROW_TILES, 1>;
 // The rows pass holds dq, dP and dS of its rows: 16 per warp.
 template <int kHeadDim>
 using RowsRegisterTiles = RegisterTiles<kHeadDim, 1, 2>;
@@ -1076,7 +1086,7 @@ __global__ void __launch_bounds__(Tiles<E, kHeadDim, Pass::backward_keys>::kThre
 template <int kHeadDim_>
 struct RegisterBackwardTiles {
     static constexpr int kHeadDim = kHeadDim_;
-    static constexpr int kWarps = 8;
+    static constexpr int kWarps = NE_ATTENTION_KEYS_PASS_WARPS;
     static constexpr int kThreads = kWarps * kWarpSize;
     static constexpr int kKeys = kWarps * 16;  // keys of a block
     static constexpr int kRows = 64;           // query rows of a q or dout tile
@@ -1091,6 +1101,7 @@ struct RegisterBackwardTiles {
                                             align_shared(int64_t{kKeys} * kLdDs * 2) + 2 * align_shared(kRows * 4);
 
     static_assert(kHeadDim % 32 == 0 && kHeadDim <= 128, "pairs of 16-column k-steps; the accumulators fit in registers");
+    static_assert(kWarps == 4 || kWarps == 8, "64 or 128 keys of a block");
     static_assert(kRows % kRowsPerStep == 0 && kRowsPerStep % 16 == 0, "whole 16-row k-steps");
     static_assert(kWarps % (kRows / 16) == 0 && kDqDimTiles % 2 == 0 && kDqDimTiles * kDqColumnGroups * 8 == kHeadDim,
                   "the dq product's warps share the rows and pairs of column tiles evenly");

@@ -326,8 +326,9 @@ cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* prefer
     return CUBLAS_STATUS_SUCCESS;
 }
 
-// The one preference the library sets: the workspace bound, kept in data[0] and checked against
-// the workspace given to cublasLtMatmul.
+// The one preference the library sets: the workspace bound, kept in data[0] and reported as the
+// chosen algorithm's workspace size (cublasLtMatmul checks that the workspace it gets is device
+// memory of the size given).
 cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t preference,
                                                     cublasLtMatmulPreferenceAttributes_t attribute, const void* buffer,
                                                     size_t bytes) {
